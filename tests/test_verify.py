@@ -1,0 +1,332 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import typing as t
+from datetime import datetime
+from datetime import timezone
+
+import openai
+import pytest
+import standardwebhooks
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from flask_openai_webhooks.errors import WebhookVerificationError
+from flask_openai_webhooks.verify import decode_secret
+from flask_openai_webhooks.verify import decode_secrets
+from flask_openai_webhooks.verify import sign
+from flask_openai_webhooks.verify import verify_signature
+from flask_openai_webhooks.verify import verify_with_keys
+
+KEY = bytes(range(32))
+SECRET = "whsec_" + base64.b64encode(KEY).decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"\xff" * 32).decode()
+NOW = 1_750_287_078
+BODY = json.dumps(
+    {
+        "id": "evt_685343a1381c819085d44c354e1b330e",
+        "object": "event",
+        "created_at": NOW,
+        "type": "batch.completed",
+        "data": {"id": "batch_abc"},
+    }
+).encode()
+
+
+def headers_for(
+    body: bytes = BODY,
+    *,
+    secret: str = SECRET,
+    webhook_id: str = "wh_685342e6c53c8190a1be43f081506c52",
+    timestamp: int = NOW,
+) -> dict[str, str]:
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(
+            body, secret=secret, webhook_id=webhook_id, timestamp=timestamp
+        ),
+    }
+
+
+def sdk_client() -> openai.OpenAI:
+    return openai.OpenAI(api_key="unused", webhook_secret=SECRET)
+
+
+def test_signature_matches_hand_computed_hmac() -> None:
+    signed = b"wh_1.123." + BODY
+    expected = base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest())
+    assert sign(BODY, secret=SECRET, webhook_id="wh_1", timestamp=123) == (
+        "v1," + expected.decode()
+    )
+
+
+def test_standardwebhooks_signature_verifies() -> None:
+    hook = standardwebhooks.Webhook(SECRET)
+    ts = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    signature = hook.sign("wh_std", ts, BODY.decode())
+    headers = {
+        "webhook-id": "wh_std",
+        "webhook-timestamp": str(NOW),
+        "webhook-signature": signature,
+    }
+    verify_signature(BODY, headers, secret=SECRET, now=NOW)
+
+
+def test_our_signature_verifies_with_standardwebhooks_and_sdk() -> None:
+    import time
+
+    now = int(time.time())
+    headers = headers_for(timestamp=now)
+    standardwebhooks.Webhook(SECRET).verify(BODY, headers)
+    sdk_client().webhooks.verify_signature(BODY, headers, secret=SECRET)
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [-300, -299, 0, 299, 300, -301, 301],
+    ids=lambda o: f"offset{o:+d}",
+)
+def test_tolerance_agrees_with_sdk_both_ways(offset: int) -> None:
+    """Exactly the tolerance is accepted, one second more is not, in both
+    directions, the same as the SDK."""
+    import time
+
+    now = int(time.time())
+    headers = headers_for(timestamp=now + offset)
+    try:
+        sdk_client().webhooks.verify_signature(BODY, headers, secret=SECRET)
+        sdk_ok = True
+    except ValueError:
+        sdk_ok = False
+    try:
+        verify_signature(BODY, headers, secret=SECRET, now=now)
+        ours_ok = True
+    except WebhookVerificationError:
+        ours_ok = False
+    assert ours_ok == sdk_ok == (abs(offset) <= 300)
+
+
+@pytest.mark.parametrize(
+    ("offset", "code"),
+    [(-301, "timestamp_too_old"), (301, "timestamp_too_new")],
+    ids=["past", "future"],
+)
+def test_timestamp_outside_tolerance_names_direction(offset: int, code: str) -> None:
+    headers = headers_for(timestamp=NOW + offset)
+    with pytest.raises(WebhookVerificationError) as info:
+        verify_signature(BODY, headers, secret=SECRET, now=NOW)
+    assert info.value.code == code
+
+
+def test_custom_tolerance() -> None:
+    headers = headers_for(timestamp=NOW - 1000)
+    verify_signature(BODY, headers, secret=SECRET, now=NOW, tolerance=1000)
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(BODY, headers, secret=SECRET, now=NOW, tolerance=999)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda h: h.pop("webhook-id"), "missing_header"),
+        (lambda h: h.pop("webhook-timestamp"), "missing_header"),
+        (lambda h: h.pop("webhook-signature"), "missing_header"),
+        (lambda h: h.update({"webhook-id": ""}), "missing_header"),
+        (lambda h: h.update({"webhook-id": "wh 1"}), "invalid_webhook_id"),
+        (lambda h: h.update({"webhook-id": "wh_\x00"}), "invalid_webhook_id"),
+        (lambda h: h.update({"webhook-id": "x" * 257}), "invalid_webhook_id"),
+        (lambda h: h.update({"webhook-id": "wh_é"}), "invalid_webhook_id"),
+        (lambda h: h.update({"webhook-timestamp": "abc"}), "invalid_timestamp"),
+        (lambda h: h.update({"webhook-timestamp": "1750287078.5"}), "invalid_timestamp"),
+        (lambda h: h.update({"webhook-timestamp": "-1"}), "invalid_timestamp"),
+        (lambda h: h.update({"webhook-timestamp": "١٢٣"}), "invalid_timestamp"),
+        (lambda h: h.update({"webhook-timestamp": "9" * 40}), "invalid_timestamp"),
+        (lambda h: h.update({"webhook-signature": "v1"}), "invalid_signature_header"),
+        (lambda h: h.update({"webhook-signature": " "}), "invalid_signature_header"),
+        (lambda h: h.update({"webhook-signature": "v1,"}), "invalid_signature_header"),
+        (lambda h: h.update({"webhook-signature": "v2,abc"}), "invalid_signature_header"),
+        (
+            lambda h: h.update({"webhook-signature": "v1,  v1,,  ,v1 v1,é"}),
+            "signature_mismatch",
+        ),
+        (
+            lambda h: h.update({"webhook-signature": h["webhook-signature"][3:]}),
+            "invalid_signature_header",
+        ),
+        (
+            lambda h: h.update({"webhook-signature": "v1a," + h["webhook-signature"][3:]}),
+            "invalid_signature_header",
+        ),
+        (
+            lambda h: h.update({"webhook-signature": "v1,AAAA" + h["webhook-signature"][7:]}),
+            "signature_mismatch",
+        ),
+        (lambda h: h.update({"webhook-id": "wh_other"}), "signature_mismatch"),
+        (lambda h: h.update({"webhook-timestamp": str(NOW - 1)}), "signature_mismatch"),
+    ],
+    ids=[
+        "no-id",
+        "no-timestamp",
+        "no-signature",
+        "empty-id",
+        "id-with-space",
+        "id-with-nul",
+        "id-too-long",
+        "id-non-ascii",
+        "timestamp-letters",
+        "timestamp-fraction",
+        "timestamp-negative",
+        "timestamp-arabic-digits",
+        "timestamp-huge",
+        "sig-v1-no-comma",
+        "sig-blank",
+        "sig-v1-empty",
+        "sig-v2",
+        "sig-junk-entries",
+        "sig-bare-base64",
+        "sig-v1a",
+        "sig-altered",
+        "id-changed",
+        "timestamp-changed",
+    ],
+)
+def test_bad_headers_raise_named_error(
+    mutate: t.Callable[[dict[str, str]], object], code: str
+) -> None:
+    headers = headers_for()
+    mutate(headers)
+    with pytest.raises(WebhookVerificationError) as info:
+        verify_signature(BODY, headers, secret=SECRET, now=NOW)
+    assert info.value.code == code
+    assert isinstance(info.value, ValueError)
+    assert SECRET[6:] not in str(info.value)
+
+
+def test_tampered_body_is_rejected() -> None:
+    headers = headers_for()
+    with pytest.raises(WebhookVerificationError, match="no signature"):
+        verify_signature(BODY.replace(b"batch_abc", b"batch_abd"), headers, secret=SECRET, now=NOW)
+
+
+def test_wrong_secret_is_rejected() -> None:
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(BODY, headers_for(), secret=OTHER_SECRET, now=NOW)
+
+
+def test_rotation_header_with_two_signatures() -> None:
+    """During rotation OpenAI sends one entry per active secret."""
+    old = headers_for(secret=OTHER_SECRET)["webhook-signature"]
+    new = headers_for()["webhook-signature"]
+    headers = headers_for()
+    headers["webhook-signature"] = f"{old}  {new}"
+    verify_signature(BODY, headers, secret=SECRET, now=NOW)
+    verify_signature(BODY, headers, secret=OTHER_SECRET, now=NOW)
+
+
+def test_secret_list_reports_matching_key() -> None:
+    headers = headers_for(secret=OTHER_SECRET)
+    keys = decode_secrets([SECRET, OTHER_SECRET])
+    verified = verify_with_keys(BODY, headers, keys, now=NOW)
+    assert verified.key_index == 1
+    assert verified.webhook_id == headers["webhook-id"]
+    assert verified.timestamp == NOW
+
+
+def test_header_names_are_case_insensitive_in_plain_dicts() -> None:
+    headers = {k.title(): v for k, v in headers_for().items()}
+    verify_signature(BODY, headers, secret=SECRET, now=NOW)
+
+
+def test_str_payload_is_signed_as_utf8() -> None:
+    body = '{"type":"x","name":"é"}'
+    headers = headers_for(body.encode())
+    verify_signature(body, headers, secret=SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["", "whsec_", "whsec_!!!!", "whsec_abc", "whsec_ab=c", b""],
+    ids=["empty", "whsec-empty-key", "whsec-junk", "whsec-bad-padding", "whsec-inner-pad", "empty-bytes"],
+)
+def test_invalid_secret_raises_value_error(secret: str | bytes) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_secret(secret)
+    assert not isinstance(info.value, WebhookVerificationError)
+
+
+def test_sdk_accepts_forgery_with_empty_whsec_key_but_we_refuse() -> None:
+    """The SDK decodes ``whsec_`` to an empty key, so anyone can sign."""
+    forged = {
+        "webhook-id": "wh_forged",
+        "webhook-timestamp": str(NOW),
+        "webhook-signature": "v1,"
+        + base64.b64encode(
+            hmac.new(b"", b"wh_forged.%d." % NOW + BODY, hashlib.sha256).digest()
+        ).decode(),
+    }
+    import time
+
+    forged["webhook-timestamp"] = str(int(time.time()))
+    forged["webhook-signature"] = "v1," + base64.b64encode(
+        hmac.new(
+            b"", f"wh_forged.{forged['webhook-timestamp']}.".encode() + BODY, hashlib.sha256
+        ).digest()
+    ).decode()
+    sdk = openai.OpenAI(api_key="unused")
+    sdk.webhooks.verify_signature(BODY, forged, secret="whsec_")  # accepted!
+    with pytest.raises(ValueError):
+        verify_signature(BODY, forged, secret="whsec_")
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["v1,abc  v1,def", "  ", "v1,abc junk"],
+    ids=["double-space", "blank", "no-comma-entry"],
+)
+def test_sdk_or_standardwebhooks_crash_where_we_reject_cleanly(signature: str) -> None:
+    """standardwebhooks raises a bare ValueError from tuple unpacking on
+    entries without a comma; we raise our own named error."""
+    headers = headers_for()
+    headers["webhook-signature"] = signature
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(BODY, headers, secret=SECRET, now=NOW)
+
+
+def test_raw_secret_without_prefix_is_used_as_utf8_like_the_sdk() -> None:
+    import time
+
+    raw = "a-raw-secret-of-plenty-of-bytes-123"
+    now = int(time.time())
+    headers = headers_for(secret=raw, timestamp=now)
+    sdk_client().webhooks.verify_signature(BODY, headers, secret=raw)
+    verify_signature(BODY, headers, secret=raw, now=now)
+    assert decode_secret(raw) == raw.encode()
+
+
+header_text = st.text(
+    alphabet=st.characters(codec="latin-1"), max_size=80
+) | st.sampled_from(["v1,", "v1", "", " ", "v2,x", "v1,x v1,y", "\t"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=200),
+    webhook_id=header_text,
+    timestamp=header_text | st.integers(NOW - 400, NOW + 400).map(str),
+    signature=header_text,
+)
+def test_junk_headers_never_crash_and_never_verify(
+    body: bytes, webhook_id: str, timestamp: str, signature: str
+) -> None:
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": signature,
+    }
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(body, headers, secret=SECRET, now=NOW)
