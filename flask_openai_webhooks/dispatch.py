@@ -1,0 +1,200 @@
+"""Run an event's receivers one by one, so that one failure cannot hide
+another, and keep track of which succeeded.
+
+blinker's ``send`` stops at the first exception and says nothing about which
+receivers ran. Here every receiver runs, each success is remembered by a
+stable key, and failures are returned for the blueprint to turn into a
+status code. No Flask import: the caller passes the sender and the wrapper
+that makes ``async def`` receivers callable.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import dataclasses
+import logging
+import typing as t
+
+from blinker import NamedSignal
+
+from .errors import PermanentFailure
+from .errors import RetryLater
+from .signals import webhook_failed
+from .signals import webhook_received
+
+logger = logging.getLogger("flask_openai_webhooks")
+
+Receiver = c.Callable[..., t.Any]
+
+
+@dataclasses.dataclass
+class Failure:
+    """A receiver that raised."""
+
+    key: str
+    receiver: Receiver
+    exception: Exception
+
+    @property
+    def permanent(self) -> bool:
+        return isinstance(self.exception, PermanentFailure)
+
+
+@dataclasses.dataclass
+class DispatchResult:
+    """What happened to one delivery's receivers."""
+
+    #: Keys of receivers that succeeded in this attempt, or failed with
+    #: :exc:`PermanentFailure`: neither must run again.
+    done: list[str] = dataclasses.field(default_factory=list)
+    #: Keys of earlier successes that were already written to the store.
+    recorded: list[str] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+    @property
+    def retryable(self) -> list[Failure]:
+        """Failures that should make OpenAI deliver again."""
+        return [f for f in self.failures if not f.permanent]
+
+    @property
+    def retry_after(self) -> int | None:
+        """The ``Retry-After`` to send, if every retryable failure was a
+        :exc:`RetryLater`; ``None`` if any was an unexpected error."""
+        afters = []
+        for failure in self.retryable:
+            if not isinstance(failure.exception, RetryLater):
+                return None
+            afters.append(failure.exception.after)
+        return max(afters) if afters else None
+
+
+def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
+    """A name for a receiver that is the same in every worker process and
+    across restarts: the signal, the module and the qualified name.
+
+    It is what the store records, so renaming or moving a receiver function
+    makes it a new receiver, which runs for events retried after the change.
+    """
+    target = getattr(receiver, "__func__", receiver)
+    module = getattr(target, "__module__", None) or type(target).__module__
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{signal.name}:{module}.{name}"
+
+
+def receivers_of(
+    signals: c.Iterable[NamedSignal], sender: t.Any
+) -> list[tuple[str, Receiver]]:
+    """The receivers to call for an event, in order, with their keys.
+
+    Two receivers with the same name (say, closures made in a loop) get
+    ``#2``, ``#3`` suffixes in connection order, which is the same in every
+    process that connects them the same way.
+    """
+    found: list[tuple[str, Receiver]] = []
+    seen: dict[str, int] = {}
+    for signal in signals:
+        if signal.is_muted:
+            continue
+        for fn in signal.receivers_for(sender):
+            key = receiver_key(signal, fn)
+            count = seen.get(key, 0) + 1
+            seen[key] = count
+            found.append((key if count == 1 else f"{key}#{count}", fn))
+    return found
+
+
+def dispatch(
+    sender: t.Any,
+    event: t.Any,
+    signal: NamedSignal | None,
+    *,
+    webhook_id: str,
+    skip: c.Container[str] = frozenset(),
+    wrap: c.Callable[[Receiver], Receiver] = lambda fn: fn,
+    record: c.Callable[[list[str]], None] | None = None,
+) -> DispatchResult:
+    """Call the per-type signal's receivers, then :data:`webhook_received`'s.
+
+    :param sender: The app, passed as the first argument to receivers.
+    :param event: The verified event model.
+    :param signal: The per-type signal, or ``None`` for unknown types.
+    :param skip: Keys of receivers that already succeeded for this
+        ``webhook_id`` in an earlier attempt.
+    :param wrap: Turns a receiver into a plain callable; the blueprint
+        passes ``app.ensure_sync`` so ``async def`` receivers run.
+    :param record: Persists successes before the next receiver runs, so a
+        crash part-way does not re-run the receivers that finished. The
+        successes of the last receivers are left for the caller to record
+        together with the outcome, saving a round trip to the store.
+    """
+    signals = [webhook_received] if signal is None else [signal, webhook_received]
+    result = DispatchResult()
+    pending: list[str] = []
+    for key, fn in receivers_of(signals, sender):
+        if key in skip:
+            continue
+        if pending and record is not None:
+            record(pending)
+            result.recorded.extend(pending)
+            pending = []
+        try:
+            wrap(fn)(sender, event=event, webhook_id=webhook_id)
+        except Exception as e:
+            failure = Failure(key, fn, e)
+            result.failures.append(failure)
+            if failure.permanent:
+                result.done.append(key)
+                pending.append(key)
+            _report(sender, event, webhook_id, failure, wrap)
+        else:
+            result.done.append(key)
+            pending.append(key)
+    return result
+
+
+def _report(
+    sender: t.Any,
+    event: t.Any,
+    webhook_id: str,
+    failure: Failure,
+    wrap: c.Callable[[Receiver], Receiver],
+) -> None:
+    exc = failure.exception
+    if isinstance(exc, PermanentFailure):
+        logger.warning(
+            "receiver %s gave up on %s (webhook-id %s): %s",
+            failure.key,
+            getattr(event, "type", "?"),
+            webhook_id,
+            exc.reason or "permanent failure",
+        )
+    elif isinstance(exc, RetryLater):
+        logger.warning(
+            "receiver %s asked to retry %s (webhook-id %s) after %s s: %s",
+            failure.key,
+            getattr(event, "type", "?"),
+            webhook_id,
+            exc.after,
+            exc.reason,
+        )
+    else:
+        logger.error(
+            "receiver %s failed on %s (webhook-id %s)",
+            failure.key,
+            getattr(event, "type", "?"),
+            webhook_id,
+            exc_info=exc,
+        )
+    if webhook_failed.is_muted:
+        return
+    for fn in webhook_failed.receivers_for(sender):
+        try:
+            wrap(fn)(
+                sender,
+                event=event,
+                webhook_id=webhook_id,
+                receiver=failure.receiver,
+                exception=exc,
+            )
+        except Exception:
+            logger.exception("a webhook_failed receiver raised; ignored")

@@ -1,0 +1,568 @@
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import typing as t
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import HealthCheck
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from flask_openai_webhooks import models
+from flask_openai_webhooks import signals
+from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.testing import capture_signals
+from flask_openai_webhooks.testing import make_event
+from flask_openai_webhooks.testing import post_event
+from flask_openai_webhooks.testing import signed_headers
+
+from .conftest import SECRET
+
+URL = "/webhooks/openai"
+
+
+def deliver(
+    client: FlaskClient,
+    payload: dict[str, t.Any] | bytes,
+    *,
+    url: str = URL,
+    secret: str = SECRET,
+    **header_args: t.Any,
+) -> t.Any:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = signed_headers(body, secret, **header_args)
+    return client.post(url, data=body, headers=headers, content_type="application/json")
+
+
+@pytest.mark.parametrize("event_type", sorted(models.EVENT_TYPES))
+def test_every_type_is_verified_parsed_and_signalled(
+    app: Flask, client: FlaskClient, event_type: str
+) -> None:
+    with capture_signals(app) as captured:
+        response = post_event(client, event_type)
+    assert response.status_code == 200
+    assert response.json == {"status": "processed"}
+    names = [c.signal for c in captured]
+    assert names == [event_type, "webhook-received"]
+    for call in captured:
+        assert call.event.type == event_type
+        assert type(call.event) is models.EVENT_TYPES[event_type]
+
+
+def test_signal_python_names_follow_the_type() -> None:
+    assert signals.batch_completed.name == "batch.completed"
+    assert signals.fine_tuning_job_succeeded.name == "fine_tuning.job.succeeded"
+    assert signals.safety_org_alert_created.name == "safety.org_alert.created"
+    assert signals.safety_identifier_blocked.name == "safety_identifier.blocked"
+
+
+def test_receiver_gets_typed_event_app_sender_and_webhook_id(
+    app: Flask, client: FlaskClient
+) -> None:
+    seen: list[tuple[object, object, str]] = []
+
+    def on_batch(
+        sender: Flask, event: object, webhook_id: str, **extra: object
+    ) -> None:
+        seen.append((sender, event, webhook_id))
+
+    payload = make_event("batch.completed", data={"id": "batch_42"})
+    with signals.batch_completed.connected_to(on_batch, app):
+        response = deliver(client, payload, webhook_id="wh_fixed_1")
+    assert response.status_code == 200
+    [(sender, event, webhook_id)] = seen
+    assert sender is app
+    assert isinstance(event, models.BatchCompletedWebhookEvent)
+    assert event.data.id == "batch_42"
+    assert webhook_id == "wh_fixed_1"
+
+
+def test_unknown_type_is_acknowledged_and_reaches_catch_all_only(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = make_event("video.completed", allow_unknown=True)
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        with capture_signals(app) as captured:
+            response = deliver(client, payload)
+    assert response.status_code == 200
+    [call] = list(captured)
+    assert call.signal == "webhook-received"
+    assert isinstance(call.event, models.UnknownWebhookEvent)
+    assert call.event.type == "video.completed"
+    assert call.event.data == payload["data"]
+    assert "video.completed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"webhook-signature": None}, "missing_header"),
+        ({"webhook-id": None}, "missing_header"),
+        ({"webhook-timestamp": None}, "missing_header"),
+        ({"webhook-signature": "v1"}, "invalid_signature_header"),
+        ({"webhook-signature": ""}, "missing_header"),
+        ({"webhook-signature": "v1,"}, "invalid_signature_header"),
+        ({"webhook-signature": "v2,c2lnbmF0dXJl"}, "invalid_signature_header"),
+        ({"webhook-signature": "v1,YQ==  v1,Yg=="}, "signature_mismatch"),
+        ({"webhook-timestamp": "soon"}, "invalid_timestamp"),
+        ({"webhook-id": "wh_a b"}, "invalid_webhook_id"),
+    ],
+    ids=[
+        "no-signature",
+        "no-id",
+        "no-timestamp",
+        "sig-v1",
+        "sig-empty",
+        "sig-v1-comma",
+        "sig-v2",
+        "sig-double-space-wrong",
+        "timestamp-garbled",
+        "id-garbled",
+    ],
+)
+def test_bad_headers_get_400_naming_the_check(
+    app: Flask, client: FlaskClient, change: dict[str, str | None], code: str
+) -> None:
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, SECRET)
+    for name, value in change.items():
+        if value is None:
+            del headers[name]
+        else:
+            headers[name] = value
+    with capture_signals(app) as captured:
+        response = client.post(URL, data=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == code
+    assert SECRET[6:] not in response.get_data(as_text=True)
+    [call] = list(captured)
+    assert call.signal == "webhook-rejected"
+    assert call.kwargs["error"].code == code
+
+
+@pytest.mark.parametrize(
+    ("offset", "status"),
+    [(-300, 200), (300, 200), (-301, 400), (301, 400)],
+    ids=["past-edge", "future-edge", "too-old", "too-new"],
+)
+def test_tolerance_edges(client: FlaskClient, offset: int, status: int) -> None:
+    response = deliver(
+        client, make_event("batch.completed"), timestamp=int(time.time()) + offset
+    )
+    assert response.status_code == status
+
+
+def test_body_signed_with_other_secret_is_rejected(
+    app: Flask, client: FlaskClient
+) -> None:
+    other = "whsec_" + base64.b64encode(b"another-key-of-thirty-two-bytes!").decode()
+    with capture_signals(app) as captured:
+        response = deliver(client, make_event("batch.completed"), secret=other)
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "signature_mismatch"
+    assert [c.signal for c in captured] == ["webhook-rejected"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "JSON"),
+        (b"\xff\xfe\x00", "JSON"),
+        (b"[1, 2, 3]", "object"),
+        (b'{"id": "evt_1", "created_at": 1}', "type"),
+        (
+            json.dumps({"type": "batch.completed", "id": 1, "data": {}}).encode(),
+            "batch.completed",
+        ),
+    ],
+    ids=["not-json", "not-utf8", "array", "no-type", "wrong-shape"],
+)
+def test_verified_but_malformed_body_gets_400(
+    app: Flask, client: FlaskClient, body: bytes, message: str
+) -> None:
+    with capture_signals(app) as captured:
+        response = deliver(client, body)
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "invalid_payload"
+    assert message in response.json["message"]
+    assert [c.signal for c in captured] == ["webhook-rejected"]
+
+
+def test_body_over_limit_gets_413(app: Flask) -> None:
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(secret=SECRET, max_body=100))
+    client = app.test_client()
+    payload = make_event("batch.completed", data={"padding": "x" * 200})
+    with capture_signals(app) as captured:
+        response = deliver(client, payload)
+    assert response.status_code == 413
+    assert response.json is not None
+    assert response.json["error"] == "body_too_large"
+    assert [c.signal for c in captured] == ["webhook-rejected"]
+
+
+def test_chunked_body_over_limit_gets_413_without_reading_it_all() -> None:
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(secret=SECRET, max_body=100))
+    consumed = 0
+
+    def body_chunks() -> t.Iterator[bytes]:
+        nonlocal consumed
+        for _ in range(1000):
+            consumed += 50
+            yield b"x" * 50
+
+    response = app.test_client().post(
+        URL,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={
+            "wsgi.input": _IterStream(body_chunks()),
+            "wsgi.input_terminated": True,
+        },
+    )
+    assert response.status_code == 413
+    assert consumed < 10_000
+
+
+class _IterStream:
+    """A WSGI input stream without a length, as a chunked upload is."""
+
+    def __init__(self, chunks: t.Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_get_405(client: FlaskClient, method: str) -> None:
+    response = client.open(URL, method=method)
+    assert response.status_code == 405
+
+
+def test_no_redirect_on_exact_path_and_custom_prefix() -> None:
+    app = Flask(__name__)
+    app.config["OPENAI_WEBHOOK_SECRET"] = SECRET
+    app.register_blueprint(make_blueprint(), url_prefix="/x/y")
+    client = app.test_client()
+    response = deliver(client, make_event("batch.completed"), url="/x/y")
+    assert response.status_code == 200
+    assert deliver(client, make_event("batch.completed"), url=URL).status_code == 404
+    for path in ("/x/y/", "/x/y"):
+        assert client.post(path).status_code not in range(300, 400)
+
+
+def test_two_blueprints_with_their_own_secrets_in_one_app() -> None:
+    other = "whsec_" + base64.b64encode(b"second-project-key-thirty-two-b!").decode()
+    app = Flask(__name__)
+    app.register_blueprint(
+        make_blueprint(name="project_a", secret=SECRET), url_prefix="/a"
+    )
+    app.register_blueprint(
+        make_blueprint(name="project_b", secret=other), url_prefix="/b"
+    )
+    client = app.test_client()
+    event = make_event("batch.completed")
+    assert deliver(client, event, url="/a", secret=SECRET).status_code == 200
+    assert deliver(client, event, url="/b", secret=other).status_code == 200
+    assert deliver(client, event, url="/a", secret=other).status_code == 400
+    assert deliver(client, event, url="/b", secret=SECRET).status_code == 400
+
+
+def test_secret_list_accepts_any_and_rotation_header(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = "whsec_" + base64.b64encode(b"the-old-secret-thirty-two-bytes!").decode()
+    app = Flask(__name__)
+    app.config["OPENAI_WEBHOOK_SECRET"] = [SECRET, old]
+    app.register_blueprint(make_blueprint())
+    client = app.test_client()
+    assert deliver(client, make_event("batch.completed")).status_code == 200
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        assert (
+            deliver(client, make_event("batch.completed"), secret=old).status_code
+            == 200
+        )
+    assert "older secret" in caplog.text
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, old)
+    fresh = signed_headers(
+        body,
+        SECRET,
+        webhook_id=headers["webhook-id"],
+        timestamp=int(headers["webhook-timestamp"]),
+    )
+    headers["webhook-signature"] += " " + fresh["webhook-signature"]
+    assert client.post(URL, data=body, headers=headers).status_code == 200
+
+
+def test_argument_overrides_config() -> None:
+    other = "whsec_" + base64.b64encode(b"argument-secret-thirty-two-byte!").decode()
+    app = Flask(__name__)
+    app.config["OPENAI_WEBHOOK_SECRET"] = SECRET
+    app.register_blueprint(make_blueprint(secret=other))
+    client = app.test_client()
+    assert (
+        deliver(client, make_event("batch.completed"), secret=other).status_code == 200
+    )
+    assert deliver(client, make_event("batch.completed")).status_code == 400
+
+
+def test_secret_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_WEBHOOK_SECRET", SECRET)
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint())
+    assert deliver(app.test_client(), make_event("batch.completed")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, "", "whsec_", "whsec_!!!!", "whsec_abc", []],
+    ids=[
+        "missing",
+        "empty",
+        "whsec-empty",
+        "whsec-junk",
+        "whsec-padding",
+        "empty-list",
+    ],
+)
+def test_missing_or_broken_secret_fails_at_registration(
+    monkeypatch: pytest.MonkeyPatch, secret: object
+) -> None:
+    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
+    app = Flask(__name__)
+    if secret is not None:
+        app.config["OPENAI_WEBHOOK_SECRET"] = secret
+    with pytest.raises(RuntimeError, match="OPENAI_WEBHOOK_SECRET") as info:
+        app.register_blueprint(make_blueprint())
+    if isinstance(secret, str) and len(secret) > 6:
+        assert secret[6:] not in str(info.value)
+
+
+def test_weak_secret_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app = Flask(__name__)
+    with caplog.at_level(logging.WARNING, "flask_openai_webhooks"):
+        app.register_blueprint(
+            make_blueprint(secret="whsec_" + base64.b64encode(b"short").decode())
+        )
+    assert "only 5 bytes" in caplog.text
+    assert "c2hvcnQ" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("OPENAI_WEBHOOK_TOLERANCE", -1),
+        ("OPENAI_WEBHOOK_TOLERANCE", "300"),
+        ("OPENAI_WEBHOOK_MAX_BODY", 0),
+        ("OPENAI_WEBHOOK_LEASE", 0),
+        ("OPENAI_WEBHOOK_ON_ERROR", "ignore"),
+        ("OPENAI_WEBHOOK_STORE", "postgres://nope"),
+    ],
+)
+def test_bad_settings_fail_at_registration(key: str, value: object) -> None:
+    app = Flask(__name__)
+    app.config.update({"OPENAI_WEBHOOK_SECRET": SECRET, key: value})
+    with pytest.raises(RuntimeError, match=key):
+        app.register_blueprint(make_blueprint())
+
+
+def test_two_apps_in_one_process_keep_signals_apart() -> None:
+    bp = make_blueprint(secret=SECRET)
+    app_a, app_b = Flask("a"), Flask("b")
+    app_a.register_blueprint(bp)
+    app_b.register_blueprint(bp)
+    heard_a: list[str] = []
+    heard_b: list[str] = []
+
+    @signals.batch_completed.connect_via(app_a)
+    def on_a(
+        sender: Flask, event: models.BatchCompletedWebhookEvent, **extra: object
+    ) -> None:
+        heard_a.append(event.data.id)
+
+    @signals.batch_completed.connect_via(app_b)
+    def on_b(
+        sender: Flask, event: models.BatchCompletedWebhookEvent, **extra: object
+    ) -> None:
+        heard_b.append(event.data.id)
+
+    try:
+        deliver(
+            app_a.test_client(), make_event("batch.completed", data={"id": "batch_a"})
+        )
+        deliver(
+            app_b.test_client(), make_event("batch.completed", data={"id": "batch_b"})
+        )
+    finally:
+        signals.batch_completed.disconnect(on_a)
+        signals.batch_completed.disconnect(on_b)
+    assert heard_a == ["batch_a"]
+    assert heard_b == ["batch_b"]
+
+
+def test_async_receiver_runs(app: Flask, client: FlaskClient) -> None:
+    import asyncio
+
+    seen: list[str] = []
+
+    async def on_response(
+        sender: Flask, event: models.ResponseCompletedWebhookEvent, **extra: object
+    ) -> None:
+        await asyncio.sleep(0)
+        seen.append(event.data.id)
+
+    with signals.response_completed.connected_to(on_response, app):
+        response = post_event(client, "response.completed", data={"id": "resp_1"})
+    assert response.status_code == 200
+    assert seen == ["resp_1"]
+
+
+def test_csrf_protect_does_not_block_deliveries() -> None:
+    from flask_wtf.csrf import CSRFProtect
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="dev", OPENAI_WEBHOOK_SECRET=SECRET)
+    CSRFProtect(app)
+
+    @app.post("/form")
+    def form() -> str:
+        return "ok"
+
+    app.register_blueprint(make_blueprint())
+    client = app.test_client()
+    assert client.post("/form").status_code == 400
+    assert deliver(client, make_event("batch.completed")).status_code == 200
+
+
+def test_receiver_never_sees_an_unverified_event(
+    app: Flask, client: FlaskClient
+) -> None:
+    seen: list[object] = []
+
+    def spy(sender: Flask, **kwargs: object) -> None:
+        seen.append(kwargs)
+
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, SECRET)
+    with (
+        signals.webhook_received.connected_to(spy, app),
+        signals.batch_completed.connected_to(spy, app),
+    ):
+        client.post(URL, data=body + b" ", headers=headers)
+        client.post(URL, data=body, headers={**headers, "webhook-id": "wh_other"})
+        client.post(URL, data=body)
+    assert seen == []
+
+
+_header_junk = st.one_of(
+    st.none(),
+    st.text(
+        alphabet=st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=60
+    ),
+    st.sampled_from(["v1,", "v1", "v1,abc  v1,def", "v2,abc", " ", "0", "-5"]),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda t: json.dumps(make_event(t)).encode(),
+            st.sampled_from(sorted(models.EVENT_TYPES)),
+        ),
+    ),
+    webhook_id=_header_junk,
+    timestamp=st.one_of(_header_junk, st.just(str(int(time.time())))),
+    signature=_header_junk,
+)
+def test_unsigned_input_never_gets_2xx_nor_5xx_nor_reaches_receivers(
+    app: Flask,
+    client: FlaskClient,
+    body: bytes,
+    webhook_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+) -> None:
+    headers = {
+        name: value
+        for name, value in (
+            ("webhook-id", webhook_id),
+            ("webhook-timestamp", timestamp),
+            ("webhook-signature", signature),
+        )
+        if value is not None
+    }
+    seen: list[object] = []
+
+    def spy(sender: Flask, **kwargs: object) -> None:
+        seen.append(kwargs)
+
+    with signals.webhook_received.connected_to(spy, app):
+        response = client.post(URL, data=body, headers=headers)
+    assert 400 <= response.status_code < 500
+    assert seen == []
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_signed_junk_never_gets_5xx(
+    app: Flask, client: FlaskClient, body: bytes
+) -> None:
+    response = deliver(client, body)
+    assert response.status_code in (200, 400)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_limit_is_exact(chunked: bool) -> None:
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, SECRET)
+    answers = []
+    for limit in (len(body), len(body) - 1):
+        app = Flask(__name__)
+        app.register_blueprint(make_blueprint(secret=SECRET, max_body=limit))
+        client = app.test_client()
+        if chunked:
+            response = client.post(
+                URL,
+                headers={**headers, "Transfer-Encoding": "chunked"},
+                environ_overrides={
+                    "wsgi.input": _IterStream(iter([body])),
+                    "wsgi.input_terminated": True,
+                },
+            )
+        else:
+            response = client.post(URL, data=body, headers=headers)
+        answers.append(response.status_code)
+    assert answers == [200, 413]

@@ -1,0 +1,310 @@
+"""Delivery guarantees through real Flask, against every real store."""
+
+from __future__ import annotations
+
+import collections.abc as c
+import json
+import logging
+import pathlib
+import typing as t
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_openai_webhooks import PermanentFailure
+from flask_openai_webhooks import RetryLater
+from flask_openai_webhooks import signals
+from flask_openai_webhooks.blueprint import get_state
+from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.dispatch import receiver_key
+from flask_openai_webhooks.stores import RedisStore
+from flask_openai_webhooks.testing import make_event
+from flask_openai_webhooks.testing import signed_headers
+
+from .conftest import SECRET
+
+URL = "/webhooks/openai"
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_config(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> c.Iterator[object]:
+    if request.param == "memory":
+        yield "memory"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'deliveries.db'}"
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        yield RedisStore(redis_url, prefix=prefix)
+
+
+@pytest.fixture
+def app(store_config: object) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_STORE=store_config
+    )
+    app.register_blueprint(make_blueprint())
+    return app
+
+
+class Delivery:
+    """One signed delivery that can be sent again, as OpenAI retries."""
+
+    def __init__(
+        self, client: FlaskClient, event_type: str = "batch.completed"
+    ) -> None:
+        self.client = client
+        self.body = json.dumps(make_event(event_type)).encode()
+        self.headers = signed_headers(self.body, SECRET)
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    def send(self) -> t.Any:
+        return self.client.post(URL, data=self.body, headers=self.headers)
+
+
+class Counter:
+    """A receiver that counts calls and fails while told to."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.calls = 0
+        self.fail_with = fail_with
+
+    def __call__(self, sender: Flask, **extra: object) -> None:
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+def test_sequential_duplicate_is_acknowledged_and_runs_nothing(
+    app: Flask, client: FlaskClient
+) -> None:
+    counter = Counter()
+    delivery = Delivery(client)
+    with signals.batch_completed.connected_to(counter, app):
+        first = delivery.send()
+        second = delivery.send()
+    assert first.status_code == 200
+    assert second.status_code == 200
+    assert second.json == {"status": "duplicate"}
+    assert counter.calls == 1
+
+
+def test_retry_with_fresh_signature_is_still_a_duplicate(
+    app: Flask, client: FlaskClient
+) -> None:
+    """OpenAI re-signs each attempt; only the webhook-id stays."""
+    counter = Counter()
+    delivery = Delivery(client)
+    with signals.batch_completed.connected_to(counter, app):
+        delivery.send()
+        delivery.headers = signed_headers(
+            delivery.body, SECRET, webhook_id=delivery.webhook_id
+        )
+        assert delivery.send().json == {"status": "duplicate"}
+    assert counter.calls == 1
+
+
+def test_duplicate_while_in_flight_gets_409(app: Flask, client: FlaskClient) -> None:
+    counter = Counter()
+    delivery = Delivery(client)
+    state = get_state(app)
+    claim = state.store.claim(delivery.webhook_id, lease=30, retention=60)
+    assert claim.status == "acquired"
+    with signals.batch_completed.connected_to(counter, app):
+        response = delivery.send()
+    assert response.status_code == 409
+    assert response.json is not None
+    assert response.json["error"] == "in_flight"
+    assert response.headers["Retry-After"] == "30"
+    assert counter.calls == 0
+    state.store.finish(delivery.webhook_id, claim.token, [], done=False, retention=60)
+    with signals.batch_completed.connected_to(counter, app):
+        assert delivery.send().status_code == 200
+    assert counter.calls == 1
+
+
+def test_duplicate_arriving_during_a_receiver_gets_409(
+    app: Flask, client: FlaskClient
+) -> None:
+    delivery = Delivery(client)
+    answers: list[int] = []
+
+    def reentrant(sender: Flask, **extra: object) -> None:
+        # A second delivery of the same id while this one is still running.
+        answers.append(
+            app.test_client()
+            .post(URL, data=delivery.body, headers=delivery.headers)
+            .status_code
+        )
+
+    with signals.batch_completed.connected_to(reentrant, app):
+        assert delivery.send().status_code == 200
+    assert answers == [409]
+
+
+def test_failed_receiver_gives_500_and_retry_reruns_only_it(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = Counter()
+    bad = Counter(fail_with=ValueError("database is down"))
+    catch_all = Counter()
+    failures: list[dict[str, object]] = []
+
+    def on_failed(sender: Flask, **kwargs: object) -> None:
+        failures.append(kwargs)
+
+    delivery = Delivery(client)
+    with (
+        signals.batch_completed.connected_to(good, app),
+        signals.batch_completed.connected_to(bad, app),
+        signals.webhook_received.connected_to(catch_all, app),
+        signals.webhook_failed.connected_to(on_failed, app),
+        caplog.at_level(logging.ERROR, "flask_openai_webhooks"),
+    ):
+        first = delivery.send()
+        assert first.status_code == 500
+        assert first.json is not None
+        assert first.json["error"] == "receiver_failed"
+        assert "database is down" not in first.get_data(as_text=True)
+        assert (good.calls, bad.calls, catch_all.calls) == (1, 1, 1)
+        [failure] = failures
+        assert failure["receiver"] is bad
+        assert isinstance(failure["exception"], ValueError)
+        assert failure["webhook_id"] == delivery.webhook_id
+        assert delivery.webhook_id in caplog.text
+        assert "Traceback" in caplog.text
+
+        bad.fail_with = None
+        second = delivery.send()
+        assert second.status_code == 200
+        assert (good.calls, bad.calls, catch_all.calls) == (1, 2, 1)
+
+        assert delivery.send().json == {"status": "duplicate"}
+        assert (good.calls, bad.calls, catch_all.calls) == (1, 2, 1)
+
+
+def test_retry_later_gives_503_with_retry_after(
+    app: Flask, client: FlaskClient
+) -> None:
+    waiting = Counter(fail_with=RetryLater(after=120, reason="rate limited"))
+    delivery = Delivery(client)
+    with signals.batch_completed.connected_to(waiting, app):
+        response = delivery.send()
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "120"
+        waiting.fail_with = None
+        assert delivery.send().status_code == 200
+    assert waiting.calls == 2
+
+
+def test_mixed_retry_later_and_crash_gives_500(app: Flask, client: FlaskClient) -> None:
+    with (
+        signals.batch_completed.connected_to(Counter(RetryLater(5)), app),
+        signals.batch_completed.connected_to(Counter(KeyError("x")), app),
+    ):
+        assert Delivery(client).send().status_code == 500
+
+
+def test_permanent_failure_is_acknowledged_and_not_retried(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    doomed = Counter(fail_with=PermanentFailure("batch belongs to another project"))
+    failures: list[object] = []
+    delivery = Delivery(client)
+
+    def on_failed(sender: Flask, **kwargs: object) -> None:
+        failures.append(kwargs["exception"])
+
+    with (
+        signals.batch_completed.connected_to(doomed, app),
+        signals.webhook_failed.connected_to(on_failed, app),
+        caplog.at_level(logging.WARNING, "flask_openai_webhooks"),
+    ):
+        assert delivery.send().status_code == 200
+        assert delivery.send().json == {"status": "duplicate"}
+    assert doomed.calls == 1
+    assert len(failures) == 1
+    assert "another project" in caplog.text
+
+
+def test_ack_mode_acknowledges_failures(store_config: object) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=store_config,
+        OPENAI_WEBHOOK_ON_ERROR="ack",
+    )
+    app.register_blueprint(make_blueprint())
+    broken = Counter(fail_with=RuntimeError("boom"))
+    failures: list[object] = []
+
+    def on_failed(sender: Flask, **kwargs: object) -> None:
+        failures.append(kwargs)
+
+    delivery = Delivery(app.test_client())
+    with (
+        signals.batch_completed.connected_to(broken, app),
+        signals.webhook_failed.connected_to(on_failed, app),
+    ):
+        assert delivery.send().status_code == 200
+        assert delivery.send().json == {"status": "duplicate"}
+    assert broken.calls == 1
+    assert len(failures) == 1
+
+
+def test_failing_failure_receiver_is_ignored(app: Flask, client: FlaskClient) -> None:
+    def bad_reporter(sender: Flask, **kwargs: object) -> None:
+        raise RuntimeError("the error tracker is down too")
+
+    with (
+        signals.batch_completed.connected_to(Counter(ValueError()), app),
+        signals.webhook_failed.connected_to(bad_reporter, app),
+    ):
+        assert Delivery(client).send().status_code == 500
+
+
+def test_receivers_are_keyed_by_signal_module_and_qualname() -> None:
+    def local_receiver(sender: object, **extra: object) -> None: ...
+
+    key = receiver_key(signals.batch_completed, local_receiver)
+    assert key == (
+        "batch.completed:tests.test_dispatch."
+        "test_receivers_are_keyed_by_signal_module_and_qualname.<locals>.local_receiver"
+    )
+
+
+def test_unreachable_store_gives_503_and_runs_nothing() -> None:
+    from flask_openai_webhooks.stores import RedisStore
+
+    app = Flask(__name__)
+    app.config.update(
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5),
+    )
+    app.register_blueprint(make_blueprint())
+    counter = Counter()
+    with signals.batch_completed.connected_to(counter, app):
+        response = Delivery(app.test_client()).send()
+    assert response.status_code == 503
+    assert response.json is not None
+    assert response.json["error"] == "store_unavailable"
+    assert counter.calls == 0
+
+
+def test_muted_signals_are_not_sent(app: Flask, client: FlaskClient) -> None:
+    """blinker's ``muted()`` works on our signals although dispatch calls
+    receivers one by one."""
+    counter = Counter()
+    with (
+        signals.batch_completed.connected_to(counter, app),
+        signals.batch_completed.muted(),
+    ):
+        assert Delivery(client).send().status_code == 200
+    assert counter.calls == 0
