@@ -1,0 +1,55 @@
+"""README.rst is the contract with a new user: keep it true."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import docutils.core
+
+from flask_openai_webhooks import blueprint
+from flask_openai_webhooks.models import EVENT_TYPES
+from flask_openai_webhooks.signals import signal_name
+
+ROOT = pathlib.Path(__file__).parent.parent
+README = (ROOT / "README.rst").read_text()
+
+
+def test_readme_renders_without_warnings() -> None:
+    docutils.core.publish_doctree(
+        README,
+        settings_overrides={"report_level": 2, "halt_level": 2},
+    )
+
+
+def test_signal_table_covers_every_type() -> None:
+    for event_type, model in EVENT_TYPES.items():
+        row = re.search(rf"^``{re.escape(event_type)}``\s+(.*)$", README, re.M)
+        assert row is not None, event_type
+        assert f"``{signal_name(event_type)}``" in row.group(1)
+        assert f"``{model.__name__}``" in row.group(1)
+
+
+def test_config_table_lists_every_key_the_blueprint_reads() -> None:
+    source = pathlib.Path(blueprint.__file__).read_text()
+    keys = set(
+        re.findall(
+            r'"(SECRET|TOLERANCE|MAX_BODY|STORE|LEASE|RETENTION|ON_ERROR)"', source
+        )
+    )
+    assert len(keys) == 7
+    for key in keys:
+        assert f"``OPENAI_WEBHOOK_{key}``" in README
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "    make test " in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_readme_example_command_exists_in_makefile() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("example", "send-sample", "test", "bench"):
+        assert f"    make {target}" in README
+        assert re.search(rf"^{re.escape(target)}:", makefile, re.M)
