@@ -51,8 +51,8 @@ class HeadersLike(t.Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
-Secret = t.Union[str, bytes]
-SecretOrSecrets = t.Union[str, bytes, c.Sequence[t.Union[str, bytes]]]
+Secret: t.TypeAlias = "str | bytes"
+SecretOrSecrets: t.TypeAlias = "str | bytes | c.Sequence[str | bytes]"
 
 
 class Verified(t.NamedTuple):

@@ -142,14 +142,20 @@ def test_custom_tolerance() -> None:
         (lambda h: h.update({"webhook-id": "x" * 257}), "invalid_webhook_id"),
         (lambda h: h.update({"webhook-id": "wh_é"}), "invalid_webhook_id"),
         (lambda h: h.update({"webhook-timestamp": "abc"}), "invalid_timestamp"),
-        (lambda h: h.update({"webhook-timestamp": "1750287078.5"}), "invalid_timestamp"),
+        (
+            lambda h: h.update({"webhook-timestamp": "1750287078.5"}),
+            "invalid_timestamp",
+        ),
         (lambda h: h.update({"webhook-timestamp": "-1"}), "invalid_timestamp"),
         (lambda h: h.update({"webhook-timestamp": "١٢٣"}), "invalid_timestamp"),
         (lambda h: h.update({"webhook-timestamp": "9" * 40}), "invalid_timestamp"),
         (lambda h: h.update({"webhook-signature": "v1"}), "invalid_signature_header"),
         (lambda h: h.update({"webhook-signature": " "}), "invalid_signature_header"),
         (lambda h: h.update({"webhook-signature": "v1,"}), "invalid_signature_header"),
-        (lambda h: h.update({"webhook-signature": "v2,abc"}), "invalid_signature_header"),
+        (
+            lambda h: h.update({"webhook-signature": "v2,abc"}),
+            "invalid_signature_header",
+        ),
         (
             lambda h: h.update({"webhook-signature": "v1,  v1,,  ,v1 v1,é"}),
             "signature_mismatch",
@@ -159,11 +165,15 @@ def test_custom_tolerance() -> None:
             "invalid_signature_header",
         ),
         (
-            lambda h: h.update({"webhook-signature": "v1a," + h["webhook-signature"][3:]}),
+            lambda h: h.update(
+                {"webhook-signature": "v1a," + h["webhook-signature"][3:]}
+            ),
             "invalid_signature_header",
         ),
         (
-            lambda h: h.update({"webhook-signature": "v1,AAAA" + h["webhook-signature"][7:]}),
+            lambda h: h.update(
+                {"webhook-signature": "v1,AAAA" + h["webhook-signature"][7:]}
+            ),
             "signature_mismatch",
         ),
         (lambda h: h.update({"webhook-id": "wh_other"}), "signature_mismatch"),
@@ -210,7 +220,9 @@ def test_bad_headers_raise_named_error(
 def test_tampered_body_is_rejected() -> None:
     headers = headers_for()
     with pytest.raises(WebhookVerificationError, match="no signature"):
-        verify_signature(BODY.replace(b"batch_abc", b"batch_abd"), headers, secret=SECRET, now=NOW)
+        verify_signature(
+            BODY.replace(b"batch_abc", b"batch_abd"), headers, secret=SECRET, now=NOW
+        )
 
 
 def test_wrong_secret_is_rejected() -> None:
@@ -251,7 +263,14 @@ def test_str_payload_is_signed_as_utf8() -> None:
 @pytest.mark.parametrize(
     "secret",
     ["", "whsec_", "whsec_!!!!", "whsec_abc", "whsec_ab=c", b""],
-    ids=["empty", "whsec-empty-key", "whsec-junk", "whsec-bad-padding", "whsec-inner-pad", "empty-bytes"],
+    ids=[
+        "empty",
+        "whsec-empty-key",
+        "whsec-junk",
+        "whsec-bad-padding",
+        "whsec-inner-pad",
+        "empty-bytes",
+    ],
 )
 def test_invalid_secret_raises_value_error(secret: str | bytes) -> None:
     with pytest.raises(ValueError) as info:
@@ -272,11 +291,16 @@ def test_sdk_accepts_forgery_with_empty_whsec_key_but_we_refuse() -> None:
     import time
 
     forged["webhook-timestamp"] = str(int(time.time()))
-    forged["webhook-signature"] = "v1," + base64.b64encode(
-        hmac.new(
-            b"", f"wh_forged.{forged['webhook-timestamp']}.".encode() + BODY, hashlib.sha256
-        ).digest()
-    ).decode()
+    forged["webhook-signature"] = (
+        "v1,"
+        + base64.b64encode(
+            hmac.new(
+                b"",
+                f"wh_forged.{forged['webhook-timestamp']}.".encode() + BODY,
+                hashlib.sha256,
+            ).digest()
+        ).decode()
+    )
     sdk = openai.OpenAI(api_key="unused")
     sdk.webhooks.verify_signature(BODY, forged, secret="whsec_")  # accepted!
     with pytest.raises(ValueError):
