@@ -354,3 +354,44 @@ def test_junk_headers_never_crash_and_never_verify(
     }
     with pytest.raises(WebhookVerificationError):
         verify_signature(body, headers, secret=SECRET, now=NOW)
+
+
+_SDK = openai.OpenAI(api_key="unused")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=st.text(max_size=300),
+    webhook_id=st.text(
+        alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=40
+    ),
+    offset=st.integers(-300, 300),
+    key=st.binary(min_size=24, max_size=64),
+)
+def test_valid_deliveries_verify_with_us_and_the_sdk(
+    body: str, webhook_id: str, offset: int, key: bytes
+) -> None:
+    """Whatever standardwebhooks signs within the tolerance, the SDK and we
+    both accept."""
+    import time
+
+    secret = "whsec_" + base64.b64encode(key).decode()
+    now = int(time.time())
+    ts = now + offset
+    signature = standardwebhooks.Webhook(secret).sign(
+        webhook_id, datetime.fromtimestamp(ts, tz=timezone.utc), body
+    )
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature,
+    }
+    payload = body.encode()
+    try:
+        _SDK.webhooks.verify_signature(payload, headers, secret=secret)
+    except openai.InvalidWebhookSignatureError:
+        # The SDK reads the clock itself; a second may have passed at the edge.
+        assume_edge = abs(offset) >= 299
+        assert assume_edge
+        return
+    verify_signature(payload, headers, secret=secret, now=now)
