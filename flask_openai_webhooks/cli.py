@@ -312,12 +312,13 @@ def send_command(
 
 def _parse_headers(lines: c.Iterable[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         name, sep, value = line.partition(":")
         name = name.strip().lower()
         if not sep or not name:
+            # Not echoed: it may be a signature pasted without its name.
             raise click.BadParameter(
-                f"{line!r} is not 'Name: value', e.g. 'webhook-id: wh_123'.",
+                f"--header #{number} is not 'Name: value', e.g. 'webhook-id: wh_123'.",
                 param_hint="'--header'",
             )
         if name in headers:

@@ -526,6 +526,7 @@ def test_verify_bad_header_option(tmp_path: Path, header: str, message: str) -> 
 
     assert result.exit_code == 2
     assert message in result.output
+    assert "wh_1" not in result.output
 
 
 def test_verify_repeated_header_option(tmp_path: Path) -> None:
