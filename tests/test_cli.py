@@ -514,8 +514,8 @@ def test_verify_unknown_type_is_ok(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        ("webhook-id wh_1", "is not 'Name: value'"),
-        (": wh_1", "is not 'Name: value'"),
+        ("webhook-id wh_sentinel", "is not 'Name: value'"),
+        (": wh_sentinel", "is not 'Name: value'"),
     ],
     ids=["no-colon", "no-name"],
 )
@@ -526,7 +526,7 @@ def test_verify_bad_header_option(tmp_path: Path, header: str, message: str) -> 
 
     assert result.exit_code == 2
     assert message in result.output
-    assert "wh_1" not in result.output
+    assert "wh_sentinel" not in result.output
 
 
 def test_verify_repeated_header_option(tmp_path: Path) -> None:
