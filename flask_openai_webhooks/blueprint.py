@@ -29,6 +29,7 @@ from flask import current_app
 from flask import Flask
 from flask import request
 from flask import Response
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import verify
@@ -76,6 +77,7 @@ class WebhookState:
 
     name: str
     keys: tuple[bytes, ...]
+    verifier: verify.Verifier
     tolerance: int
     max_body: int
     store: DeliveryStore
@@ -141,7 +143,7 @@ def make_blueprint(
 
     bp.record_once(setup)
 
-    def receive() -> Response:
+    def receive() -> ResponseReturnValue:
         return _receive(current_app._get_current_object(), name)  # type: ignore[attr-defined, unused-ignore]
 
     bp.add_url_rule(
@@ -209,6 +211,7 @@ def _resolve(app: Flask, name: str, overrides: c.Mapping[str, t.Any]) -> Webhook
     return WebhookState(
         name=name,
         keys=keys,
+        verifier=verify.Verifier(keys, tolerance=int(tolerance)),
         tolerance=int(tolerance),
         max_body=int(max_body),
         store=store,
@@ -254,7 +257,7 @@ def get_state(app: Flask, name: str | None = None) -> WebhookState:
         raise LookupError(f"no OpenAI webhook blueprint named {name!r}") from None
 
 
-def _receive(app: Flask, name: str) -> Response:
+def _receive(app: Flask, name: str) -> ResponseReturnValue:
     state: WebhookState = app.extensions[EXTENSION_KEY][name]
     try:
         # One byte over the limit: Werkzeug truncates a chunked body at the
@@ -266,8 +269,12 @@ def _receive(app: Flask, name: str) -> Response:
             body = None
         if body is None or len(body) > state.max_body:
             raise BodyTooLarge(f"the body is larger than {state.max_body} bytes")
-        verified = verify.verify_with_keys(
-            body, request.headers, state.keys, tolerance=state.tolerance
+        environ = request.environ
+        verified = state.verifier.verify(
+            body,
+            environ.get("HTTP_WEBHOOK_ID"),
+            environ.get("HTTP_WEBHOOK_TIMESTAMP"),
+            environ.get("HTTP_WEBHOOK_SIGNATURE"),
         )
         event = parse_event(body)
     except WebhookError as e:
@@ -292,11 +299,11 @@ def _receive(app: Flask, name: str) -> Response:
         claim = store.claim(webhook_id, lease=state.lease, retention=state.retention)
     except StoreError:
         logger.exception("could not claim webhook-id %s", webhook_id)
-        return _answer(503, error="store_unavailable", retry_after=5)
+        return _answer(503, "store_unavailable", retry_after=5)
     if claim.status == "done":
-        return _answer(200, status="duplicate")
+        return _answer(200, "duplicate")
     if claim.status == "in_flight":
-        return _answer(409, error="in_flight", retry_after=math.ceil(state.lease))
+        return _answer(409, "in_flight", retry_after=math.ceil(state.lease))
 
     def record(keys: list[str]) -> None:
         store.record(webhook_id, claim.token, keys)
@@ -315,7 +322,7 @@ def _receive(app: Flask, name: str) -> Response:
 
 def _settle(
     state: WebhookState, webhook_id: str, token: str, result: DispatchResult
-) -> Response:
+) -> ResponseReturnValue:
     """Record the outcome and choose the status OpenAI will act on."""
     unrecorded = [k for k in result.done if k not in result.recorded]
     retry = bool(result.retryable) and state.on_error == "retry"
@@ -327,45 +334,44 @@ def _settle(
         # The receivers ran but that could not be written down. Ask for a
         # retry: running a receiver again beats losing the event.
         logger.exception("could not record the outcome of webhook-id %s", webhook_id)
-        return _answer(503, error="store_unavailable", retry_after=5)
+        return _answer(503, "store_unavailable", retry_after=5)
     if not retry:
-        return _answer(200, status="processed")
+        return _answer(200, "processed")
     after = result.retry_after
     if after is not None:
-        return _answer(503, error="retry_later", retry_after=after)
-    return _answer(500, error="receiver_failed")
+        return _answer(503, "retry_later", retry_after=after)
+    return _answer(500, "receiver_failed")
 
 
 _MESSAGES = {
-    "duplicate": "already processed; nothing was run again",
-    "processed": "processed",
     "in_flight": "this webhook-id is being processed by another request; retry later",
     "store_unavailable": "the delivery store is unavailable; retry later",
     "retry_later": "a receiver asked for the delivery to be retried",
     "receiver_failed": "a receiver failed; the delivery will be retried",
 }
+_JSON = "application/json"
+# Answers are a handful of constants: encode them once, not per delivery.
+_BODIES = {
+    **{key: json.dumps({"status": key}).encode() for key in ("processed", "duplicate")},
+    **{
+        key: json.dumps({"error": key, "message": message}).encode()
+        for key, message in _MESSAGES.items()
+    },
+}
 
 
 def _answer(
-    status_code: int,
-    *,
-    status: str | None = None,
-    error: str | None = None,
-    retry_after: int | None = None,
+    status_code: int, outcome: str, *, retry_after: int | None = None
 ) -> Response:
-    if error is not None:
-        payload = {"error": error, "message": _MESSAGES[error]}
-    else:
-        payload = {"status": status or "processed"}
-    response = Response(
-        json.dumps(payload), status=status_code, mimetype="application/json"
-    )
+    """Build the answer for an outcome of :func:`_receive`: a status such
+    as ``processed``, or an error name such as ``in_flight``."""
+    response = Response(_BODIES[outcome], status_code, content_type=_JSON)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
 
 
-def _reject(app: Flask, error: WebhookError) -> Response:
+def _reject(app: Flask, error: WebhookError) -> ResponseReturnValue:
     """Refuse a delivery: log it, tell ``webhook_rejected``, answer 4xx.
 
     The message names the failed check and never echoes the secret, the
@@ -379,8 +385,5 @@ def _reject(app: Flask, error: WebhookError) -> Response:
             app.ensure_sync(fn)(app, error=error)
         except Exception:
             logger.exception("a webhook_rejected receiver raised; ignored")
-    return Response(
-        json.dumps({"error": error.code, "message": error.message}),
-        status=status_code,
-        mimetype="application/json",
-    )
+    body = json.dumps({"error": error.code, "message": error.message})
+    return Response(body, status_code, content_type=_JSON)

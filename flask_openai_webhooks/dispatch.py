@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import inspect
 import logging
 import typing as t
+import weakref
 
 from blinker import NamedSignal
 
@@ -68,6 +70,32 @@ class DispatchResult:
         return max(afters) if afters else None
 
 
+#: ``(key, is_async)`` by receiver function and signal name, so a delivery
+#: does not rebuild names and re-inspect functions. Weak, so a receiver
+#: that goes away takes its entry with it.
+_INFO: weakref.WeakKeyDictionary[t.Any, dict[str, tuple[str, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _receiver_info(signal: NamedSignal, receiver: Receiver) -> tuple[str, bool]:
+    target = getattr(receiver, "__func__", receiver)
+    try:
+        by_signal = _INFO.get(target)
+    except TypeError:  # not hashable or not weakly referenceable
+        by_signal = None
+    if by_signal is not None:
+        info = by_signal.get(signal.name)
+        if info is not None:
+            return info
+    info = (receiver_key(signal, receiver), inspect.iscoroutinefunction(target))
+    try:
+        _INFO.setdefault(target, {})[signal.name] = info
+    except TypeError:
+        pass
+    return info
+
+
 def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
     """A name for a receiver that is the same in every worker process and
     across restarts: the signal, the module and the qualified name.
@@ -83,23 +111,24 @@ def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
 
 def receivers_of(
     signals: c.Iterable[NamedSignal], sender: t.Any
-) -> list[tuple[str, Receiver]]:
-    """The receivers to call for an event, in order, with their keys.
+) -> list[tuple[str, Receiver, bool]]:
+    """The receivers to call for an event, in order, with their keys and
+    whether they are ``async def``.
 
     Two receivers with the same name (say, closures made in a loop) get
     ``#2``, ``#3`` suffixes in connection order, which is the same in every
     process that connects them the same way.
     """
-    found: list[tuple[str, Receiver]] = []
+    found: list[tuple[str, Receiver, bool]] = []
     seen: dict[str, int] = {}
     for signal in signals:
-        if signal.is_muted:
+        if signal.is_muted or not signal.receivers:
             continue
         for fn in signal.receivers_for(sender):
-            key = receiver_key(signal, fn)
+            key, is_async = _receiver_info(signal, fn)
             count = seen.get(key, 0) + 1
             seen[key] = count
-            found.append((key if count == 1 else f"{key}#{count}", fn))
+            found.append((key if count == 1 else f"{key}#{count}", fn, is_async))
     return found
 
 
@@ -130,7 +159,7 @@ def dispatch(
     signals = [webhook_received] if signal is None else [signal, webhook_received]
     result = DispatchResult()
     pending: list[str] = []
-    for key, fn in receivers_of(signals, sender):
+    for key, fn, is_async in receivers_of(signals, sender):
         if key in skip:
             continue
         if pending and record is not None:
@@ -138,7 +167,7 @@ def dispatch(
             result.recorded.extend(pending)
             pending = []
         try:
-            wrap(fn)(sender, event=event, webhook_id=webhook_id)
+            (wrap(fn) if is_async else fn)(sender, event=event, webhook_id=webhook_id)
         except Exception as e:
             failure = Failure(key, fn, e)
             result.failures.append(failure)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections.abc as c
+import functools
 import hashlib
 import hmac
 import time
@@ -43,6 +44,7 @@ MIN_RECOMMENDED_KEY_BYTES = 24
 _SECRET_PREFIX = "whsec_"
 _MAX_ID_LENGTH = 256
 _MAX_TIMESTAMP_LENGTH = 20
+_SHA256_BLOCK = 64
 
 
 class HeadersLike(t.Protocol):
@@ -177,67 +179,182 @@ def verify_with_keys(
     The blueprint decodes its secrets once at registration and calls this
     for each delivery.
     """
-    webhook_id = _header(headers, HEADER_ID)
-    raw_timestamp = _header(headers, HEADER_TIMESTAMP)
-    signature_header = _header(headers, HEADER_SIGNATURE)
-
-    if len(webhook_id) > _MAX_ID_LENGTH or not _is_token(webhook_id):
-        raise WebhookVerificationError(
-            f"the {HEADER_ID} header is malformed", code="invalid_webhook_id"
-        )
-
-    stripped = raw_timestamp.strip()
-    if (
-        not stripped
-        or len(stripped) > _MAX_TIMESTAMP_LENGTH
-        or not (stripped.isascii() and stripped.isdigit())
-    ):
-        raise WebhookVerificationError(
-            f"the {HEADER_TIMESTAMP} header is not a Unix time in whole seconds",
-            code="invalid_timestamp",
-        )
-    timestamp = int(stripped)
-    current = int(time.time() if now is None else now)
-    # Both ways: a stale timestamp is a replay, a future one is a replay
-    # prepared in advance. Inclusive bounds, as in the SDK.
-    if current - timestamp > tolerance:
-        raise WebhookVerificationError(
-            f"the {HEADER_TIMESTAMP} is too old (more than {tolerance} seconds"
-            " in the past); check the server clock",
-            code="timestamp_too_old",
-        )
-    if timestamp - current > tolerance:
-        raise WebhookVerificationError(
-            f"the {HEADER_TIMESTAMP} is too new (more than {tolerance} seconds"
-            " in the future); check the server clock",
-            code="timestamp_too_new",
-        )
-
-    candidates = [
-        entry[3:].encode("ascii")
-        for entry in signature_header.split()
-        if entry.startswith("v1,") and len(entry) > 3 and entry.isascii()
-    ]
-    if not candidates:
-        raise WebhookVerificationError(
-            f"the {HEADER_SIGNATURE} header has no v1 signature",
-            code="invalid_signature_header",
-        )
-
-    body = payload.encode("utf-8") if isinstance(payload, str) else payload
-    for index, key in enumerate(keys):
-        expected = _mac(key, webhook_id, raw_timestamp, body)
-        matched = False
-        # Compare against every entry, so the time taken does not depend on
-        # which entry (if any) matched.
-        for candidate in candidates:
-            matched |= hmac.compare_digest(expected, candidate)
-        if matched:
-            return Verified(webhook_id, timestamp, index)
-    raise WebhookVerificationError(
-        "no signature in the webhook-signature header matches the secret",
-        code="signature_mismatch",
+    return verify_header_values(
+        payload,
+        _header(headers, HEADER_ID),
+        _header(headers, HEADER_TIMESTAMP),
+        _header(headers, HEADER_SIGNATURE),
+        keys,
+        tolerance=tolerance,
+        now=now,
     )
+
+
+def verify_header_values(
+    payload: bytes | str,
+    webhook_id: object,
+    raw_timestamp: object,
+    signature_header: object,
+    keys: c.Sequence[bytes],
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> Verified:
+    """Like :func:`verify_with_keys`, given the three header values (or
+    ``None`` where missing)."""
+    return _verifier(tuple(keys), tolerance).verify(
+        payload, webhook_id, raw_timestamp, signature_header, now=now
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _verifier(keys: tuple[bytes, ...], tolerance: int) -> Verifier:
+    """The functional API's verifiers, kept for the few keys a process uses
+    so each call does not redo the HMAC key setup."""
+    return Verifier(keys, tolerance=tolerance)
+
+
+class Verifier:
+    """Verifies deliveries against fixed keys and a fixed tolerance.
+
+    The blueprint builds one per registration. The SHA-256 states of each
+    key's HMAC pads are computed here, once, so a delivery costs two hash
+    state copies instead of a full HMAC setup: about a third of the time of
+    :func:`hmac.digest`, with the same result.
+
+    :param keys: Decoded HMAC keys (see :func:`decode_secrets`), in order of
+        preference.
+    :param tolerance: Seconds the timestamp may be off, either way.
+    """
+
+    __slots__ = ("keys", "tolerance", "_states")
+
+    def __init__(
+        self, keys: c.Sequence[bytes], *, tolerance: int = DEFAULT_TOLERANCE
+    ) -> None:
+        if not keys or not all(keys):
+            raise ValueError("at least one non-empty key is needed")
+        #: The decoded keys.
+        self.keys = tuple(keys)
+        #: Seconds the timestamp may be off, either way.
+        self.tolerance = tolerance
+        self._states = tuple(_pad_states(key) for key in self.keys)
+
+    def verify(
+        self,
+        payload: bytes | str,
+        webhook_id: object,
+        raw_timestamp: object,
+        signature_header: object,
+        *,
+        now: float | None = None,
+    ) -> Verified:
+        """Check one delivery, given its three header values (``None`` where
+        missing). The blueprint reads them straight from the WSGI environ,
+        saving three case-insensitive header lookups.
+
+        :raises WebhookVerificationError: A check failed; the message names it.
+        """
+        # The common shapes are tested inline; _require only runs to raise
+        # (or to accept a str subclass).
+        if type(webhook_id) is not str or not webhook_id:
+            webhook_id = _require(webhook_id, HEADER_ID)
+        if type(raw_timestamp) is not str or not raw_timestamp:
+            raw_timestamp = _require(raw_timestamp, HEADER_TIMESTAMP)
+        if type(signature_header) is not str or not signature_header:
+            signature_header = _require(signature_header, HEADER_SIGNATURE)
+
+        if not (
+            len(webhook_id) <= _MAX_ID_LENGTH
+            and webhook_id.isascii()
+            and webhook_id.isprintable()
+            and " " not in webhook_id
+        ):
+            # Used as a storage key and in logs: printable ASCII only.
+            raise WebhookVerificationError(
+                f"the {HEADER_ID} header is malformed", code="invalid_webhook_id"
+            )
+
+        stripped = raw_timestamp.strip()
+        if not (
+            stripped.isdigit()
+            and stripped.isascii()
+            and len(stripped) <= _MAX_TIMESTAMP_LENGTH
+        ):
+            raise WebhookVerificationError(
+                f"the {HEADER_TIMESTAMP} header is not a Unix time in whole seconds",
+                code="invalid_timestamp",
+            )
+        timestamp = int(stripped)
+        current = int(time.time() if now is None else now)
+        tolerance = self.tolerance
+        # Both ways: a stale timestamp is a replay, a future one is a replay
+        # prepared in advance. Inclusive bounds, as in the SDK.
+        if current - timestamp > tolerance:
+            raise WebhookVerificationError(
+                f"the {HEADER_TIMESTAMP} is too old (more than {tolerance} seconds"
+                " in the past); check the server clock",
+                code="timestamp_too_old",
+            )
+        if timestamp - current > tolerance:
+            raise WebhookVerificationError(
+                f"the {HEADER_TIMESTAMP} is too new (more than {tolerance} seconds"
+                " in the future); check the server clock",
+                code="timestamp_too_new",
+            )
+
+        if (
+            signature_header[:3] == "v1,"
+            and signature_header.isascii()
+            and len(signature_header.split(None, 1)) == 1
+            and len(signature_header) > 3
+        ):
+            # The usual case: one signature, no rotation in progress.
+            candidates = [signature_header[3:].strip().encode("ascii")]
+        else:
+            candidates = [
+                entry[3:].encode("ascii")
+                for entry in signature_header.split()
+                if entry[:3] == "v1," and len(entry) > 3 and entry.isascii()
+            ]
+        if not candidates:
+            raise WebhookVerificationError(
+                f"the {HEADER_SIGNATURE} header has no v1 signature",
+                code="invalid_signature_header",
+            )
+
+        # The raw timestamp text is signed, spaces included, as in the SDK.
+        prefix = f"{webhook_id}.{raw_timestamp}.".encode()
+        body = payload.encode("utf-8") if isinstance(payload, str) else payload
+        for index, (inner_pad, outer_pad) in enumerate(self._states):
+            inner = inner_pad.copy()
+            inner.update(prefix)
+            inner.update(body)
+            outer = outer_pad.copy()
+            outer.update(inner.digest())
+            expected = binascii.b2a_base64(outer.digest(), newline=False)
+            matched = False
+            # Compare against every entry, so the time taken does not depend
+            # on which entry (if any) matched.
+            for candidate in candidates:
+                matched |= hmac.compare_digest(expected, candidate)
+            if matched:
+                return Verified(webhook_id, timestamp, index)
+        raise WebhookVerificationError(
+            "no signature in the webhook-signature header matches the secret",
+            code="signature_mismatch",
+        )
+
+
+def _pad_states(key: bytes) -> tuple[t.Any, t.Any]:
+    """SHA-256 states after absorbing the HMAC inner and outer pads
+    (RFC 2104), ready to be copied for each message."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return inner, outer
 
 
 def _mac(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> bytes:
@@ -246,20 +363,17 @@ def _mac(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> bytes:
     return base64.b64encode(hmac.digest(key, message, hashlib.sha256))
 
 
-def _is_token(value: str) -> bool:
-    """True for non-empty printable ASCII without spaces: the id is used as
-    a storage key and in logs, so nothing else is allowed in."""
-    return value.isascii() and value.isprintable() and " " not in value
-
-
-def _header(headers: c.Mapping[str, str] | HeadersLike, name: str) -> str:
+def _header(headers: c.Mapping[str, str] | HeadersLike, name: str) -> object:
     value: object = headers.get(name)
     if value is None and isinstance(headers, c.Mapping):
         # A plain dict may use any case; Werkzeug's headers already ignore it.
         for key, item in headers.items():
             if isinstance(key, str) and key.lower() == name:
-                value = item
-                break
+                return item
+    return value
+
+
+def _require(value: object, name: str) -> str:
     if value is None or value == "":
         raise WebhookVerificationError(
             f"the {name} header is missing", code="missing_header"

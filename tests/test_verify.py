@@ -19,6 +19,7 @@ from flask_openai_webhooks.errors import WebhookVerificationError
 from flask_openai_webhooks.verify import decode_secret
 from flask_openai_webhooks.verify import decode_secrets
 from flask_openai_webhooks.verify import sign
+from flask_openai_webhooks.verify import Verifier
 from flask_openai_webhooks.verify import verify_signature
 from flask_openai_webhooks.verify import verify_with_keys
 
@@ -395,3 +396,43 @@ def test_valid_deliveries_verify_with_us_and_the_sdk(
         assert assume_edge
         return
     verify_signature(payload, headers, secret=secret, now=now)
+
+
+@pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 200])
+def test_precomputed_hmac_matches_hmac_module_for_any_key_length(length: int) -> None:
+    """Keys longer than SHA-256's block are hashed first (RFC 2104)."""
+    key = bytes(range(256))[:length]
+    secret = "whsec_" + base64.b64encode(key).decode()
+    headers = headers_for(secret=secret)
+    expected = base64.b64encode(
+        hmac.new(
+            key,
+            f"{headers['webhook-id']}.{NOW}.".encode() + BODY,
+            hashlib.sha256,
+        ).digest()
+    ).decode()
+    assert headers["webhook-signature"] == "v1," + expected
+    verifier = Verifier([key])
+    verified = verifier.verify(
+        BODY,
+        headers["webhook-id"],
+        headers["webhook-timestamp"],
+        headers["webhook-signature"],
+        now=NOW,
+    )
+    assert verified.key_index == 0
+    with pytest.raises(WebhookVerificationError):
+        Verifier([key + b"!"]).verify(
+            BODY,
+            headers["webhook-id"],
+            headers["webhook-timestamp"],
+            headers["webhook-signature"],
+            now=NOW,
+        )
+
+
+def test_verifier_needs_keys() -> None:
+    with pytest.raises(ValueError):
+        Verifier([])
+    with pytest.raises(ValueError):
+        Verifier([b""])
