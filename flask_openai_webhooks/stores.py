@@ -174,8 +174,18 @@ class DeliveryStore(t.Protocol):
         ...
 
 
+_INF = math.inf
+
+# Answers without a token are all alike, and Claim is frozen: share them.
+_DONE_CLAIM = Claim("done")
+_IN_FLIGHT_CLAIM = Claim("in_flight")
+_NO_RECEIVERS: frozenset[str] = frozenset()
+
+
 def _check_durations(lease: float | None, retention: float) -> None:
-    # Also rejects NaN, which compares false with everything.
+    # Also rejects NaN, which compares false with everything. The stores
+    # call this only when their inline ``0 < x < _INF`` test fails, so the
+    # valid case costs two comparisons.
     if lease is not None and not (0 < lease < math.inf):
         raise ValueError(f"lease must be a positive number of seconds, not {lease!r}")
     if not (0 < retention < math.inf):
@@ -184,8 +194,29 @@ def _check_durations(lease: float | None, retention: float) -> None:
         )
 
 
+# Lease tokens only need to differ from every other token that can meet
+# the same record, in any process or machine: 64 random bits per process
+# followed by a per-process counter (16 hex digits each, 32 in all) are as
+# good as 128 random bits for that and much cheaper than asking the OS for
+# randomness on every claim. A child created by fork() would inherit the
+# prefix and the counter, so it draws a new prefix.
+_token_prefix = ""
+_token_counter: Iterator[int] = iter(())
+
+
+def _reseed_tokens() -> None:
+    global _token_prefix, _token_counter
+    _token_prefix = secrets.token_hex(8)
+    _token_counter = itertools.count()
+
+
+_reseed_tokens()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_tokens)
+
+
 def _new_token() -> str:
-    return secrets.token_hex(16)
+    return f"{_token_prefix}{next(_token_counter):016x}"
 
 
 # --------------------------------------------------------------------------
@@ -193,7 +224,7 @@ def _new_token() -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Entry:
     state: str
     token: str
@@ -262,6 +293,8 @@ class MemoryStore:
         return entry
 
     def _make_room(self, now: float) -> None:
+        # Callers skip this when the store is not full and the oldest
+        # record has not expired (see _needs_room), when it would do nothing.
         entries = self._entries
         # Expired records sit at the front; each is removed only once, so
         # this loop is O(1) amortized.
@@ -277,6 +310,14 @@ class MemoryStore:
         else:
             self._remove(next(iter(entries)))
 
+    def _needs_room(self, now: float) -> bool:
+        entries = self._entries
+        if len(entries) >= self.max_entries:
+            return True
+        for oldest in entries.values():
+            return oldest.expires_at <= now
+        return False
+
     def _touch(self, webhook_id: str, entry: _Entry) -> None:
         # Call after setting expires_at, to keep the expiry order.
         self._entries.move_to_end(webhook_id)
@@ -288,31 +329,41 @@ class MemoryStore:
 
     def claim(self, webhook_id: str, *, lease: float, retention: float) -> Claim:
         """See :meth:`DeliveryStore.claim`."""
-        _check_durations(lease, retention)
+        if not (0 < lease < _INF and 0 < retention < _INF):
+            _check_durations(lease, retention)
         with self._lock:
             now = self._clock()
             entry = self._get(webhook_id, now)
             if entry is not None:
                 if entry.state == _DONE:
-                    return Claim("done")
+                    return _DONE_CLAIM
                 if entry.state == _LEASED and entry.lease_until > now:
-                    return Claim("in_flight")
+                    return _IN_FLIGHT_CLAIM
             token = _new_token()
             lease_until = now + lease
             # Never forget a record while it is leased, or a duplicate could
             # acquire it during processing.
-            expires_at = max(now + retention, lease_until)
+            expires_at = now + retention
+            if expires_at < lease_until:
+                expires_at = lease_until
             if entry is None:
-                self._make_room(now)
-                entry = _Entry(_LEASED, token, lease_until, expires_at, set())
-                self._entries[webhook_id] = entry
-            else:
-                entry.state = _LEASED
-                entry.token = token
-                entry.lease_until = lease_until
-                entry.expires_at = expires_at
+                if self._needs_room(now):
+                    self._make_room(now)
+                # A new key goes last, where _touch would move it, and is
+                # not in _done: _remove takes it out of both.
+                self._entries[webhook_id] = _Entry(
+                    _LEASED, token, lease_until, expires_at, set()
+                )
+                return Claim("acquired", token, _NO_RECEIVERS)
+            entry.state = _LEASED
+            entry.token = token
+            entry.lease_until = lease_until
+            entry.expires_at = expires_at
             self._touch(webhook_id, entry)
-            return Claim("acquired", token, frozenset(entry.receivers))
+            receivers = entry.receivers
+            return Claim(
+                "acquired", token, frozenset(receivers) if receivers else _NO_RECEIVERS
+            )
 
     def record(self, webhook_id: str, token: str, receivers: Iterable[str]) -> None:
         """See :meth:`DeliveryStore.record`. Does nothing if the record was
@@ -338,13 +389,16 @@ class MemoryStore:
         """See :meth:`DeliveryStore.finish`. If the record is gone (evicted
         or expired) nobody else holds a lease on it, so it is recreated.
         """
-        _check_durations(None, retention)
+        if not (0 < retention < _INF):
+            _check_durations(None, retention)
+        # Consume the iterable before taking the lock: it is caller code.
         names = set(receivers)
         with self._lock:
             now = self._clock()
             entry = self._get(webhook_id, now)
             if entry is None:
-                self._make_room(now)
+                if self._needs_room(now):
+                    self._make_room(now)
                 entry = _Entry(_RELEASED, "", 0.0, 0.0, set())
                 self._entries[webhook_id] = entry
             elif not token or entry.token != token:
@@ -384,13 +438,47 @@ _SQLITE_SCHEMA = (
         lease_until REAL NOT NULL,
         expires_at REAL NOT NULL,
         receivers TEXT NOT NULL
-    )
+    ) WITHOUT ROWID
     """,
     """
     CREATE INDEX IF NOT EXISTS openai_webhook_deliveries_expires_at
     ON openai_webhook_deliveries (expires_at)
     """,
 )
+# The table is clustered on webhook_id (WITHOUT ROWID), so looking a record
+# up, inserting and updating one touch a single b-tree plus the expiry
+# index. Nothing refers to rowid, so a table created with one still works.
+
+# The common claim: an id never seen before is acquired by this one
+# autocommit statement. The primary key makes it atomic across processes:
+# of several concurrent inserts of an id exactly one adds the row, the
+# others add nothing (rowcount 0) and take the BEGIN IMMEDIATE path, which
+# reads the row under the write lock. OR IGNORE rather than ON CONFLICT
+# works with SQLite older than 3.24; no other constraint can fail here, and
+# a row that is not inserted for any reason only means the slow path.
+_SQLITE_INSERT_NEW = (
+    "INSERT OR IGNORE INTO openai_webhook_deliveries"
+    " (webhook_id, state, token, lease_until, expires_at, receivers)"
+    " VALUES (?, 'leased', ?, ?, ?, '[]')"
+)
+
+# The common finish: the caller still holds the lease (its token is the
+# record's, which only a leased record has) and no receiver was recorded,
+# so the new receivers are the whole list. One autocommit statement; when
+# it changes no row, finish takes the BEGIN IMMEDIATE path. Whether the
+# record has expired does not matter here: the slow path would write the
+# same row either way.
+_SQLITE_FINISH_OWNED = (
+    "UPDATE openai_webhook_deliveries"
+    " SET state = ?, token = '', lease_until = 0, expires_at = ?, receivers = ?"
+    " WHERE webhook_id = ? AND token = ? AND state = 'leased' AND receivers = '[]'"
+)
+
+# An autocommit statement waits for the write lock inside execute(), after
+# the clock was read for its lease or expiry. If it waited longer than this
+# many seconds, the times are set again from a fresh reading, so a lease
+# always runs from when it was taken, as on the BEGIN IMMEDIATE path.
+_SQLITE_CLOCK_SLACK = 0.05
 
 # Connections inherited through fork(). SQLite forbids using them in the
 # child, and closing them there could release locks the parent holds, so
@@ -402,11 +490,14 @@ class SQLiteStore:
     """Keep delivery state in an SQLite database file, shared by every
     process on the machine that opens the same file.
 
-    Each :meth:`claim`, :meth:`record` and :meth:`finish` is one
-    ``BEGIN IMMEDIATE`` transaction. ``IMMEDIATE`` takes the database's
-    write lock *before* reading the record, so two processes can never both
-    see a delivery as free and both acquire it; the second one waits (up to
-    ``timeout``) and then sees the first one's lease. The database uses WAL
+    In the common case, :meth:`claim` of a new delivery and :meth:`finish`
+    by the lease holder are each a single autocommit statement (an insert
+    that the primary key lets only one process make, an update conditional
+    on the token). Everything else is one ``BEGIN IMMEDIATE`` transaction.
+    ``IMMEDIATE`` takes the database's write lock *before* reading the
+    record, so two processes can never both see a delivery as free and both
+    acquire it; the second one waits (up to ``timeout``) and then sees the
+    first one's lease. The database uses WAL
     mode so readers never block the writer, with ``synchronous=NORMAL``: a
     power loss may forget the last few deliveries, which only means their
     receivers may run again, the same guarantee OpenAI's at-least-once
@@ -516,7 +607,7 @@ class SQLiteStore:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+            raise self._error(exc) from exc
         try:
             yield conn
             conn.execute("COMMIT")
@@ -590,18 +681,56 @@ class SQLiteStore:
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
         # SQLite's DELETE has no LIMIT unless compiled with an option; the
-        # rowid subquery bounds the work and uses the expires_at index.
+        # subquery bounds the work and uses the expires_at index.
         conn.execute(
-            "DELETE FROM openai_webhook_deliveries WHERE rowid IN ("
-            " SELECT rowid FROM openai_webhook_deliveries"
+            "DELETE FROM openai_webhook_deliveries WHERE webhook_id IN ("
+            " SELECT webhook_id FROM openai_webhook_deliveries"
             " WHERE expires_at <= ? LIMIT ?)",
             (now, self.prune_batch),
         )
 
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"SQLite store {self.path!r}: {exc}")
+
     def claim(self, webhook_id: str, *, lease: float, retention: float) -> Claim:
         """See :meth:`DeliveryStore.claim`."""
-        _check_durations(lease, retention)
-        prune = next(self._claims) % self.prune_every == 0
+        if not (0 < lease < _INF and 0 < retention < _INF):
+            _check_durations(lease, retention)
+        if next(self._claims) % self.prune_every == 0:
+            return self._claim_locked(webhook_id, lease, retention, prune=True)
+        token = _new_token()
+        clock = self._clock
+        try:
+            conn = self._connect()
+            now = clock()
+            lease_until = now + lease
+            expires_at = now + retention
+            if expires_at < lease_until:
+                expires_at = lease_until
+            cursor = conn.execute(
+                _SQLITE_INSERT_NEW, (webhook_id, token, lease_until, expires_at)
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        if cursor.rowcount != 1:
+            return self._claim_locked(webhook_id, lease, retention)
+        if clock() - now > _SQLITE_CLOCK_SLACK:
+            # Waited for the write lock: start the lease from now.
+            return self._claim_locked(webhook_id, lease, retention, renew=token)
+        return Claim("acquired", token, _NO_RECEIVERS)
+
+    def _claim_locked(
+        self,
+        webhook_id: str,
+        lease: float,
+        retention: float,
+        *,
+        prune: bool = False,
+        renew: str = "",
+    ) -> Claim:
+        """Claim in a BEGIN IMMEDIATE transaction. With ``renew``, a lease
+        held with that token is taken again, keeping the token.
+        """
         with self._transaction() as conn:
             # Read the clock only once the write lock is held: waiting for
             # it can take a while.
@@ -610,19 +739,24 @@ class SQLiteStore:
                 self._prune(conn, now)
             record = self._load(conn, webhook_id, now)
             receivers: set[str] = set()
+            token = ""
             if record is not None:
-                state, _, lease_until, receivers = record
+                state, owner, lease_until, receivers = record
                 if state == _DONE:
-                    return Claim("done")
-                if state == _LEASED and lease_until > now:
-                    return Claim("in_flight")
-            token = _new_token()
+                    return _DONE_CLAIM
+                if renew and state == _LEASED and owner == renew:
+                    token = renew
+                elif state == _LEASED and lease_until > now:
+                    return _IN_FLIGHT_CLAIM
+            token = token or _new_token()
             lease_until = now + lease
             expires_at = max(now + retention, lease_until)
             self._write(
                 conn, webhook_id, _LEASED, token, lease_until, expires_at, receivers
             )
-        return Claim("acquired", token, frozenset(receivers))
+        return Claim(
+            "acquired", token, frozenset(receivers) if receivers else _NO_RECEIVERS
+        )
 
     def record(self, webhook_id: str, token: str, receivers: Iterable[str]) -> None:
         """See :meth:`DeliveryStore.record`."""
@@ -650,8 +784,33 @@ class SQLiteStore:
         """See :meth:`DeliveryStore.finish`. If the record is gone (expired)
         nobody else holds a lease on it, so it is recreated.
         """
-        _check_durations(None, retention)
+        if not (0 < retention < _INF):
+            _check_durations(None, retention)
         names = set(receivers)
+        if token:
+            clock = self._clock
+            state = _DONE if done else _RELEASED
+            try:
+                conn = self._connect()
+                now = clock()
+                expires_at = now + retention
+                cursor = conn.execute(
+                    _SQLITE_FINISH_OWNED,
+                    (state, expires_at, json.dumps(sorted(names)), webhook_id, token),
+                )
+                if cursor.rowcount == 1:
+                    if clock() - now > _SQLITE_CLOCK_SLACK:
+                        # Waited for the write lock: keep the record for
+                        # ``retention`` from now, unless it changed since.
+                        conn.execute(
+                            "UPDATE openai_webhook_deliveries SET expires_at = ?"
+                            " WHERE webhook_id = ? AND state = ? AND token = ''"
+                            " AND expires_at = ?",
+                            (clock() + retention, webhook_id, state, expires_at),
+                        )
+                    return
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
         with self._transaction() as conn:
             now = self._clock()
             record = self._load(conn, webhook_id, now)
@@ -857,9 +1016,19 @@ class RedisStore:
 
     def claim(self, webhook_id: str, *, lease: float, retention: float) -> Claim:
         """See :meth:`DeliveryStore.claim`."""
-        _check_durations(lease, retention)
+        if not (0 < lease < _INF and 0 < retention < _INF):
+            _check_durations(lease, retention)
         token = _new_token()
         reply = self._run(self._claim, webhook_id, [token, _ms(lease), _ms(retention)])
+        # The common replies, as bytes or, with decode_responses, str.
+        if type(reply) is list and len(reply) == 1:
+            first = reply[0]
+            if first == b"acquired" or first == "acquired":
+                return Claim("acquired", token, _NO_RECEIVERS)
+            if first == b"in_flight" or first == "in_flight":
+                return _IN_FLIGHT_CLAIM
+            if first == b"done" or first == "done":
+                return _DONE_CLAIM
         try:
             names = [
                 item.decode() if isinstance(item, bytes) else item for item in reply
@@ -872,9 +1041,9 @@ class RedisStore:
         if status == "acquired":
             return Claim("acquired", token, frozenset(names[1:]))
         if status == "in_flight":
-            return Claim("in_flight")
+            return _IN_FLIGHT_CLAIM
         if status == "done":
-            return Claim("done")
+            return _DONE_CLAIM
         raise self._corrupt(reply)
 
     def record(self, webhook_id: str, token: str, receivers: Iterable[str]) -> None:
@@ -895,7 +1064,8 @@ class RedisStore:
         """See :meth:`DeliveryStore.finish`. If the key is gone (expired)
         nobody else holds a lease on it, so it is recreated.
         """
-        _check_durations(None, retention)
+        if not (0 < retention < _INF):
+            _check_durations(None, retention)
         args: list[str | int] = [token, _DONE if done else _RELEASED, _ms(retention)]
         args.extend(sorted(set(receivers)))
         self._run(self._finish, webhook_id, args)

@@ -396,6 +396,57 @@ def test_memory_evicts_oldest_when_nothing_is_done() -> None:
     assert len(store) == 2
 
 
+def test_memory_drops_expired_records_before_it_is_full() -> None:
+    clock = FakeClock()
+    store = MemoryStore(max_entries=100, clock=clock)
+    store.claim("old", lease=1, retention=5)
+    clock.advance(10)
+    store.claim("new", lease=LONG, retention=LONG)
+    assert len(store) == 1
+
+
+def test_memory_claims_do_not_share_receiver_sets() -> None:
+    store = MemoryStore()
+    first = store.claim("wh_1", lease=LONG, retention=LONG)
+    store.finish("wh_1", first.token, ["a"], done=False, retention=LONG)
+    second = store.claim("wh_1", lease=LONG, retention=LONG)
+    store.finish("wh_1", second.token, ["b"], done=False, retention=LONG)
+    # A claim's receivers are a snapshot, not the store's live set.
+    assert second.done_receivers == {"a"}
+    assert first.done_receivers == frozenset()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_tokens_differ_after_fork() -> None:
+    # A forked child inherits the token counter; its tokens must still
+    # differ from the parent's.
+    store = MemoryStore()
+    store.claim("before", lease=LONG, retention=LONG)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - child process
+        code = 1
+        try:
+            os.close(read)
+            token = store.claim("after", lease=LONG, retention=LONG).token
+            os.write(write, token.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    try:
+        child_token = os.read(read, 100).decode()
+    finally:
+        os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent_token = store.claim("after", lease=LONG, retention=LONG).token
+    assert len(child_token) == len(parent_token) == 32
+    assert child_token != parent_token
+
+
 def test_memory_clear_and_validation() -> None:
     store = MemoryStore(max_entries=5)
     store.claim("a", lease=LONG, retention=LONG)
@@ -600,6 +651,244 @@ def test_sqlite_rejects_in_memory_database() -> None:
     for path in ["", ":memory:"]:
         with pytest.raises(ValueError, match="MemoryStore"):
             SQLiteStore(path)
+
+
+class CountingTransactions:
+    """Wraps an SQLiteStore's BEGIN IMMEDIATE path to count its uses."""
+
+    def __init__(self, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = store._transaction
+
+        def counted() -> t.ContextManager[sqlite3.Connection]:
+            self.count += 1
+            return original()
+
+        monkeypatch.setattr(store, "_transaction", counted)
+
+
+def _row(path: pathlib.Path, webhook_id: str) -> tuple[t.Any, ...]:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute(
+            "SELECT state, token, lease_until, expires_at, receivers"
+            " FROM openai_webhook_deliveries WHERE webhook_id = ?",
+            (webhook_id,),
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return tuple(row)
+
+
+def test_sqlite_fast_paths(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "d.db"
+    clock = FakeClock()
+    store = SQLiteStore(path, clock=clock)
+    store.prune_every = 1_000_000
+    store.claim("warm-up", lease=LONG, retention=LONG)  # the pruning claim
+    transactions = CountingTransactions(store, monkeypatch)
+
+    # The common case: a new id, finished by its owner, no transaction.
+    first = store.claim("wh_1", lease=30, retention=100)
+    assert first == Claim("acquired", first.token)
+    assert _row(path, "wh_1") == (
+        "leased",
+        first.token,
+        clock.now + 30,
+        clock.now + 100,
+        "[]",
+    )
+    clock.advance(1)
+    store.finish("wh_1", first.token, ["b", "a"], done=True, retention=200)
+    assert _row(path, "wh_1") == ("done", "", 0.0, clock.now + 200, '["a", "b"]')
+    assert transactions.count == 0
+
+    # Anything else takes the transaction.
+    assert store.claim("wh_1", lease=30, retention=100) == Claim("done")
+    assert transactions.count == 1
+    store.finish("wh_1", first.token, ["c"], done=False, retention=LONG)
+    assert transactions.count == 2
+    assert _row(path, "wh_1")[:2] == ("done", "")
+
+    # A wrong token changes nothing but the receivers, and the owner's
+    # finish then merges them.
+    second = store.claim("wh_2", lease=30, retention=100)
+    store.finish("wh_2", "0" * 32, ["x"], done=True, retention=LONG)
+    assert _row(path, "wh_2")[:2] == ("leased", second.token)
+    assert _row(path, "wh_2")[4] == '["x"]'
+    store.finish("wh_2", second.token, ["y"], done=True, retention=LONG)
+    assert _row(path, "wh_2")[:2] == ("done", "")
+    assert _row(path, "wh_2")[4] == '["x", "y"]'
+
+    # After a takeover the old owner's finish does not take the fast path.
+    slow = store.claim("wh_3", lease=30, retention=100)
+    clock.advance(31)
+    owner = store.claim("wh_3", lease=30, retention=100)
+    assert owner.status == "acquired"
+    assert owner.token != slow.token
+    store.finish("wh_3", slow.token, [], done=True, retention=LONG)
+    assert _row(path, "wh_3")[:2] == ("leased", owner.token)
+    assert store.claim("wh_3", lease=30, retention=100) == Claim("in_flight")
+
+    # An empty token never matches, even a record with an empty token.
+    store.finish("wh_4", "", ["a"], done=False, retention=LONG)
+    store.finish("wh_4", "", ["b"], done=True, retention=LONG)
+    assert _row(path, "wh_4")[0] == "released"
+    store.close()
+
+
+def test_sqlite_fast_paths_time_the_lock_wait(tmp_path: pathlib.Path) -> None:
+    # The single statements read the clock before waiting for the write
+    # lock; a lease and a retention must still count from when it was
+    # taken.
+    path = tmp_path / "d.db"
+    store = SQLiteStore(path)
+    store.prune_every = 1_000_000
+    store.ping()
+    store.claim("warm-up", lease=LONG, retention=LONG)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    results: dict[str, t.Any] = {}
+
+    def claim_and_finish() -> None:
+        try:
+            results["claim"] = store.claim("wh_1", lease=30, retention=10)
+            results["claimed_at"] = time.time()
+        except BaseException as exc:  # reported in the main thread
+            results["error"] = exc
+
+    def finish() -> None:
+        try:
+            claim = results["claim"]
+            store.finish("wh_1", claim.token, ["a"], done=True, retention=LONG)
+        except BaseException as exc:  # reported in the main thread
+            results["error"] = exc
+
+    try:
+        for work in (claim_and_finish, finish):
+            blocker.execute("BEGIN IMMEDIATE")
+            thread = threading.Thread(target=work)
+            thread.start()
+            time.sleep(0.3)
+            released = time.time()
+            blocker.execute("ROLLBACK")
+            thread.join(timeout=30)
+            assert "error" not in results, results.get("error")
+            if work is claim_and_finish:
+                claim = results["claim"]
+                assert claim.status == "acquired"
+                state, token, lease_until, expires_at, _ = _row(path, "wh_1")
+                assert (state, token) == ("leased", claim.token)
+                assert released + 30 <= lease_until <= results["claimed_at"] + 30
+                assert expires_at == lease_until  # never shorter than the lease
+            else:
+                state, token, _, expires_at, receivers = _row(path, "wh_1")
+                assert (state, token, receivers) == ("done", "", '["a"]')
+                assert expires_at >= released + LONG
+    finally:
+        blocker.close()
+        store.close()
+
+
+def _claim_new_ids(path: str, ids: list[str], barrier: t.Any, results: t.Any) -> None:
+    """Claim the same new ids as every other process, at the same time, on
+    the single-statement path. Runs in a child.
+    """
+    try:
+        store = SQLiteStore(path)
+        store.prune_every = 1_000_000
+        store.ping()
+        barrier.wait(timeout=60)
+        acquired = []
+        for wid in ids:
+            claim = store.claim(wid, lease=LONG, retention=LONG)
+            if claim.status == "acquired":
+                acquired.append((wid, claim.token))
+            else:
+                assert claim == Claim("in_flight"), claim
+        results.put(("ok", acquired))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def test_sqlite_new_id_is_acquired_once_across_processes(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = str(tmp_path / "shared.db")
+    ids = [f"wh_{i}" for i in range(200)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(N_PROCESSES)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(target=_claim_new_ids, args=(path, ids, barrier, results))
+        for _ in range(N_PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = []
+        for _ in processes:
+            try:
+                outcomes.append(results.get(timeout=180))
+            except queue_module.Empty:
+                pytest.fail("a worker process did not report")
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    errors = [detail for status, detail in outcomes if status == "error"]
+    assert not errors, errors[0]
+    acquired = [item for _, items in outcomes for item in items]
+    assert sorted(wid for wid, _ in acquired) == sorted(ids)
+    tokens = [token for _, token in acquired]
+    assert len(set(tokens)) == len(tokens)
+    conn = sqlite3.connect(path)
+    try:
+        rows = dict(
+            conn.execute("SELECT webhook_id, token FROM openai_webhook_deliveries")
+        )
+    finally:
+        conn.close()
+    assert rows == dict(acquired)
+
+
+def test_sqlite_table_without_rowid_and_older_table(tmp_path: pathlib.Path) -> None:
+    new_path = tmp_path / "new.db"
+    SQLiteStore(new_path).ping()
+    conn = sqlite3.connect(new_path)
+    try:
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'openai_webhook_deliveries'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert "WITHOUT ROWID" in sql
+
+    # A table created with a rowid keeps working, pruning included.
+    old_path = tmp_path / "old.db"
+    conn = sqlite3.connect(old_path)
+    try:
+        conn.execute(
+            "CREATE TABLE openai_webhook_deliveries (webhook_id TEXT PRIMARY KEY,"
+            " state TEXT NOT NULL, token TEXT NOT NULL, lease_until REAL NOT NULL,"
+            " expires_at REAL NOT NULL, receivers TEXT NOT NULL)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    clock = FakeClock()
+    store = SQLiteStore(old_path, clock=clock)
+    store.prune_every = 2
+    first = store.claim("old", lease=1, retention=5)  # prunes
+    store.finish("old", first.token, ["a"], done=True, retention=5)
+    assert store.claim("old", lease=1, retention=5) == Claim("done")  # no prune
+    clock.advance(10)
+    assert store.claim("new", lease=1, retention=5).status == "acquired"  # prunes
+    assert _rows(old_path) == 1
+    store.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
