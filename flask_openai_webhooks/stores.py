@@ -972,7 +972,7 @@ class RedisStore:
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis[t.Any],
+        url_or_client: str | redis.Redis,
         *,
         prefix: str = "openai-webhooks:",
         socket_timeout: float = 5.0,
