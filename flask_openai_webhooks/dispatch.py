@@ -96,6 +96,13 @@ def _receiver_info(signal: NamedSignal, receiver: Receiver) -> tuple[str, bool]:
     return info
 
 
+def _receiver_id(receiver: Receiver) -> t.Hashable:
+    """The id blinker files a receiver under (``blinker._utilities.make_id``)."""
+    if inspect.ismethod(receiver):
+        return id(receiver.__func__), id(receiver.__self__)
+    return id(receiver)
+
+
 def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
     """A name for a receiver that is the same in every worker process and
     across restarts: the signal, the module and the qualified name.
@@ -112,8 +119,9 @@ def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
 def receivers_of(
     signals: c.Iterable[NamedSignal], sender: t.Any
 ) -> list[tuple[str, Receiver, bool]]:
-    """The receivers to call for an event, in order, with their keys and
-    whether they are ``async def``.
+    """The receivers to call for an event, with their keys and whether they
+    are ``async def``: the per-type signal's first, each signal's in the
+    order they were connected.
 
     Two receivers with the same name (say, closures made in a loop) get
     ``#2``, ``#3`` suffixes in connection order, which is the same in every
@@ -124,7 +132,14 @@ def receivers_of(
     for signal in signals:
         if signal.is_muted or not signal.receivers:
             continue
-        for fn in signal.receivers_for(sender):
+        fns = list(signal.receivers_for(sender))
+        if len(fns) > 1:
+            # blinker yields from a set of ids, an order that differs from
+            # process to process; connection order is the same everywhere,
+            # which the #N keys below rely on.
+            position = {rid: i for i, rid in enumerate(signal.receivers)}
+            fns.sort(key=lambda fn: position.get(_receiver_id(fn), len(position)))
+        for fn in fns:
             key, is_async = _receiver_info(signal, fn)
             count = seen.get(key, 0) + 1
             seen[key] = count

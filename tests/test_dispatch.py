@@ -308,3 +308,32 @@ def test_muted_signals_are_not_sent(app: Flask, client: FlaskClient) -> None:
     ):
         assert Delivery(client).send().status_code == 200
     assert counter.calls == 0
+
+
+def test_receivers_run_and_are_keyed_in_connection_order() -> None:
+    """blinker iterates a set of ids, so without sorting the order (and the
+    #N suffixes of same-named receivers) would depend on memory addresses
+    and differ between workers."""
+    from flask_openai_webhooks.dispatch import receivers_of
+
+    def make(n: int) -> t.Callable[..., None]:
+        def same_name(sender: object, **extra: object) -> None: ...
+
+        same_name.n = n  # type: ignore[attr-defined]
+        return same_name
+
+    app = Flask(__name__)
+    receivers = [make(n) for n in range(30)]
+    # Connect in an order unrelated to the functions' addresses.
+    order = sorted(range(30), key=lambda n: (n * 7919) % 31)
+    for n in order:
+        signals.batch_failed.connect(receivers[n], sender=app)
+    try:
+        found = receivers_of([signals.batch_failed], app)
+    finally:
+        for fn in receivers:
+            signals.batch_failed.disconnect(fn)
+    assert [fn.n for _, fn, _ in found] == order  # type: ignore[attr-defined]
+    keys = [key for key, _, _ in found]
+    assert keys[0].endswith(".same_name")
+    assert keys[1:] == [f"{keys[0]}#{i}" for i in range(2, 31)]
