@@ -6,10 +6,13 @@ import pathlib
 import re
 
 import docutils.core
+import pytest
 
 from flask_openai_webhooks import blueprint
 from flask_openai_webhooks.models import EVENT_TYPES
 from flask_openai_webhooks.signals import signal_name
+
+pytest_plugins = ["pytester"]
 
 ROOT = pathlib.Path(__file__).parent.parent
 README = (ROOT / "README.rst").read_text()
@@ -53,3 +56,19 @@ def test_readme_example_command_exists_in_makefile() -> None:
     for target in ("example", "send-sample", "test", "bench"):
         assert f"    make {target}" in README
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M)
+
+
+def test_testing_section_example_passes(pytester: pytest.Pytester) -> None:
+    """The pytest example of "Testing your receivers" runs as written."""
+    section = README[README.index("Testing your receivers") :]
+    block = section[section.index(".. code-block:: python") :]
+    lines = block.splitlines()[2:]
+    code = []
+    for line in lines:
+        if line and not line.startswith("    "):
+            break
+        code.append(line[4:])
+    pytester.makepyfile(test_receivers="\n".join(code))
+    pytester.syspathinsert(ROOT)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=3)
