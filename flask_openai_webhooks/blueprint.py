@@ -306,6 +306,8 @@ def _receive(app: Flask, name: str) -> ResponseReturnValue:
         return _answer(409, "in_flight", retry_after=math.ceil(state.lease))
 
     def record(keys: list[str]) -> None:
+        # Best effort between receivers; whatever fails to be written here
+        # is written by finish, or the delivery is answered 503.
         store.record(webhook_id, claim.token, keys)
 
     result = dispatch(

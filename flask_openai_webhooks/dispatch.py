@@ -21,6 +21,7 @@ from blinker import NamedSignal
 
 from .errors import PermanentFailure
 from .errors import RetryLater
+from .errors import StoreError
 from .signals import webhook_failed
 from .signals import webhook_received
 
@@ -178,9 +179,16 @@ def dispatch(
         if key in skip:
             continue
         if pending and record is not None:
-            record(pending)
-            result.recorded.extend(pending)
-            pending = []
+            try:
+                record(pending)
+            except StoreError:
+                # Not fatal: the keys stay pending and go to the final write.
+                logger.warning(
+                    "could not record receivers of webhook-id %s yet", webhook_id
+                )
+            else:
+                result.recorded.extend(pending)
+                pending = []
         try:
             (wrap(fn) if is_async else fn)(sender, event=event, webhook_id=webhook_id)
         except Exception as e:

@@ -337,3 +337,43 @@ def test_receivers_run_and_are_keyed_in_connection_order() -> None:
     keys = [key for key, _, _ in found]
     assert keys[0].endswith(".same_name")
     assert keys[1:] == [f"{keys[0]}#{i}" for i in range(2, 31)]
+
+
+def test_store_failure_between_receivers_gives_503_not_a_crash(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The store breaks while receivers run (here the record is overwritten
+    with a string, so Redis answers WRONGTYPE): every receiver still runs,
+    the answer is 503 so OpenAI retries, and the retry is processed."""
+    import redis
+
+    app = Flask(__name__)
+    app.config.update(
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=RedisStore(redis_url, prefix=redis_prefix),
+    )
+    app.register_blueprint(make_blueprint())
+    client = redis.Redis.from_url(redis_url)
+    delivery = Delivery(app.test_client())
+    breaking = True
+
+    def breaker(sender: Flask, webhook_id: str, **extra: object) -> None:
+        if breaking:
+            client.set(redis_prefix + webhook_id, "not a hash")
+
+    second = Counter()
+    with (
+        signals.batch_completed.connected_to(breaker, app),
+        signals.batch_completed.connected_to(second, app),
+    ):
+        response = delivery.send()
+        assert response.status_code == 503
+        assert response.json is not None
+        assert response.json["error"] == "store_unavailable"
+        assert second.calls == 1
+
+        breaking = False
+        client.delete(redis_prefix + delivery.webhook_id)
+        assert delivery.send().status_code == 200
+        assert delivery.send().json == {"status": "duplicate"}
+    client.close()
