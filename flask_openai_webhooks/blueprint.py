@@ -17,11 +17,13 @@ Everything that becomes an HTTP answer goes through :func:`_answer` or
 from __future__ import annotations
 
 import collections.abc as c
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
+import time
 import typing as t
 
 from flask import Blueprint
@@ -76,8 +78,11 @@ class WebhookState:
     registration. Kept in ``app.extensions["openai_webhooks"][name]``."""
 
     name: str
-    keys: tuple[bytes, ...]
-    verifier: verify.Verifier
+    #: The decoded HMAC keys. Never in ``repr()``: error reporters that
+    #: capture local variables (the view holds this object) would send them
+    #: off the machine.
+    keys: tuple[bytes, ...] = dataclasses.field(repr=False)
+    verifier: verify.Verifier = dataclasses.field(repr=False)
     tolerance: int
     max_body: int
     store: DeliveryStore
@@ -152,6 +157,9 @@ def make_blueprint(
         view_func=receive,
         methods=["POST"],
         provide_automatic_options=False,
+        # A url_prefix given with a trailing slash must not turn the bare
+        # path into a redirect: OpenAI does not follow 3xx.
+        strict_slashes=False,
     )
     return bp
 
@@ -267,6 +275,17 @@ def _receive(app: Flask, name: str) -> ResponseReturnValue:
             body = request.get_data(cache=True)
         except RequestEntityTooLarge:
             body = None
+        except Exception as e:
+            # Only the read of the request body is in this try: whatever the
+            # server's input stream raises (gunicorn's own ParseException
+            # subclasses for broken chunked encoding, OSError, Werkzeug's
+            # ClientDisconnected) is junk input, not a server failure.
+            logger.info("could not read a delivery's body: %s", type(e).__name__)
+            raise WebhookError(
+                "the body could not be read: broken chunked encoding or an"
+                " incomplete upload",
+                code="unreadable_body",
+            ) from None
         if body is None or len(body) > state.max_body:
             raise BodyTooLarge(f"the body is larger than {state.max_body} bytes")
         environ = request.environ
@@ -310,15 +329,36 @@ def _receive(app: Flask, name: str) -> ResponseReturnValue:
         # is written by finish, or the delivery is answered 503.
         store.record(webhook_id, claim.token, keys)
 
-    result = dispatch(
-        app,
-        event,
-        event_signal(event.type),
-        webhook_id=webhook_id,
-        skip=claim.done_receivers,
-        wrap=app.ensure_sync,
-        record=record,
-    )
+    started = time.monotonic()
+    try:
+        result = dispatch(
+            app,
+            event,
+            event_signal(event.type),
+            webhook_id=webhook_id,
+            skip=claim.done_receivers,
+            wrap=app.ensure_sync,
+            record=record,
+        )
+    except BaseException:
+        # A receiver raised past Exception (a worker timeout's SystemExit,
+        # a cancelled task): release the claim so OpenAI's retry runs now
+        # rather than after the lease, then let the server handle it.
+        with contextlib.suppress(Exception):
+            store.finish(
+                webhook_id, claim.token, [], done=False, retention=state.retention
+            )
+        raise
+    elapsed = time.monotonic() - started
+    if elapsed > state.lease:
+        logger.warning(
+            "receivers of webhook-id %s ran %.1f s, longer than"
+            " OPENAI_WEBHOOK_LEASE (%s s): a retry may have run them concurrently;"
+            " raise the lease or hand slow work to a queue",
+            webhook_id,
+            elapsed,
+            state.lease,
+        )
     return _settle(state, webhook_id, claim.token, result)
 
 

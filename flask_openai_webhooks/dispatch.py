@@ -10,6 +10,7 @@ that makes ``async def`` receivers callable.
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc as c
 import dataclasses
 import inspect
@@ -138,7 +139,9 @@ def receivers_of(
             # blinker yields from a set of ids, an order that differs from
             # process to process; connection order is the same everywhere,
             # which the #N keys below rely on.
-            position = {rid: i for i, rid in enumerate(signal.receivers)}
+            # A copy: blinker edits the dict when a weak receiver dies or
+            # another thread connects one.
+            position = {rid: i for i, rid in enumerate(tuple(signal.receivers))}
             fns.sort(key=lambda fn: position.get(_receiver_id(fn), len(position)))
         for fn in fns:
             key, is_async = _receiver_info(signal, fn)
@@ -155,7 +158,7 @@ def dispatch(
     *,
     webhook_id: str,
     skip: c.Container[str] = frozenset(),
-    wrap: c.Callable[[Receiver], Receiver] = lambda fn: fn,
+    wrap: c.Callable[[Receiver], Receiver] | None = None,
     record: c.Callable[[list[str]], None] | None = None,
 ) -> DispatchResult:
     """Call the per-type signal's receivers, then :data:`webhook_received`'s.
@@ -165,13 +168,16 @@ def dispatch(
     :param signal: The per-type signal, or ``None`` for unknown types.
     :param skip: Keys of receivers that already succeeded for this
         ``webhook_id`` in an earlier attempt.
-    :param wrap: Turns a receiver into a plain callable; the blueprint
-        passes ``app.ensure_sync`` so ``async def`` receivers run.
+    :param wrap: Turns an ``async def`` function into a plain callable; the
+        blueprint passes ``app.ensure_sync``. The default runs it with
+        :func:`asyncio.run`.
     :param record: Persists successes before the next receiver runs, so a
         crash part-way does not re-run the receivers that finished. The
         successes of the last receivers are left for the caller to record
         together with the outcome, saving a round trip to the store.
     """
+    if wrap is None:
+        wrap = _run_async
     signals = [webhook_received] if signal is None else [signal, webhook_received]
     result = DispatchResult()
     pending: list[str] = []
@@ -190,7 +196,14 @@ def dispatch(
                 result.recorded.extend(pending)
                 pending = []
         try:
-            (wrap(fn) if is_async else fn)(sender, event=event, webhook_id=webhook_id)
+            returned = (wrap(fn) if is_async else fn)(
+                sender, event=event, webhook_id=webhook_id
+            )
+            if inspect.isawaitable(returned):
+                # An async callable that is not an ``async def`` function
+                # (a class with ``async def __call__``, a decorated
+                # coroutine): run what it returned, or it never runs.
+                wrap(_wait_for)(returned)
         except Exception as e:
             failure = Failure(key, fn, e)
             result.failures.append(failure)
@@ -202,6 +215,17 @@ def dispatch(
             result.done.append(key)
             pending.append(key)
     return result
+
+
+def _run_async(fn: Receiver) -> Receiver:
+    """Outside Flask, run an ``async def`` receiver in its own event loop."""
+    if not inspect.iscoroutinefunction(fn):
+        return fn
+    return lambda *args, **kwargs: asyncio.run(fn(*args, **kwargs))
+
+
+async def _wait_for(awaitable: c.Awaitable[t.Any]) -> t.Any:
+    return await awaitable
 
 
 def _report(

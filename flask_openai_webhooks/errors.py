@@ -56,8 +56,10 @@ class StoreError(Exception):
 class RetryLater(Exception):
     """Raise from a receiver to ask OpenAI to deliver the event again.
 
-    The blueprint answers 503 with a ``Retry-After`` header. Receivers that
-    already succeeded for this delivery are not run again on the retry.
+    The blueprint answers 503 with a ``Retry-After`` header (200 when
+    ``OPENAI_WEBHOOK_ON_ERROR`` is ``"ack"``, which never asks for a retry).
+    Receivers that already succeeded for this delivery are not run again on
+    the retry.
 
     :param after: Seconds the sender should wait, a hint only: OpenAI uses
         its own backoff schedule.

@@ -261,11 +261,11 @@ def make_event(
         "type": event_type,
         "data": data,
     }
-    _merge(event, overrides)
+    deep_merge(event, overrides)
     return event
 
 
-def _merge(target: dict[str, t.Any], overrides: t.Mapping[str, t.Any]) -> None:
+def deep_merge(target: dict[str, t.Any], overrides: t.Mapping[str, t.Any]) -> None:
     """Merge ``overrides`` into ``target`` in place: dicts recursively, any
     other value replaced by a deep copy so the caller's objects are never
     shared with the result.
@@ -274,6 +274,6 @@ def _merge(target: dict[str, t.Any], overrides: t.Mapping[str, t.Any]) -> None:
         current = target.get(key)
 
         if isinstance(current, dict) and isinstance(value, t.Mapping):
-            _merge(current, value)
+            deep_merge(current, value)
         else:
             target[key] = copy.deepcopy(value)

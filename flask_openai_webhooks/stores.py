@@ -45,6 +45,7 @@ import sqlite3
 import threading
 import time
 import typing as t
+import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -545,7 +546,11 @@ class SQLiteStore:
         self.timeout = timeout
         self._clock = clock
         self._local = threading.local()
-        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        # By thread, weakly: a thread that ends (the dev server starts one
+        # per request) takes its connection with it instead of leaking it.
+        self._connections: weakref.WeakKeyDictionary[
+            threading.Thread, tuple[int, sqlite3.Connection]
+        ] = weakref.WeakKeyDictionary()
         self._connections_lock = threading.Lock()
         self._claims = itertools.count()
 
@@ -578,7 +583,7 @@ class SQLiteStore:
         local.conn = conn
         local.pid = pid
         with self._connections_lock:
-            self._connections.append((pid, conn))
+            self._connections[threading.current_thread()] = (pid, conn)
         return conn
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
@@ -843,9 +848,14 @@ class SQLiteStore:
         """
         pid = os.getpid()
         with self._connections_lock:
-            mine = [conn for owner, conn in self._connections if owner == pid]
-            self._connections = [item for item in self._connections if item[0] != pid]
-        for conn in mine:
+            mine = [
+                (thread, conn)
+                for thread, (owner, conn) in list(self._connections.items())
+                if owner == pid
+            ]
+            for thread, _ in mine:
+                del self._connections[thread]
+        for _, conn in mine:
             conn.close()
         self._local = threading.local()
 
@@ -1124,9 +1134,10 @@ _ACCEPTED = (
 
 
 def _safe_repr(value: object) -> str:
-    # Never echo what could be a URL with a password in it.
-    if isinstance(value, str) and "://" in value:
-        return repr(value.split("://", 1)[0] + "://...")
+    # Never echo what could be a URL with a password in it, even a
+    # mistyped one (redis:/user:pw@host).
+    if isinstance(value, str) and ("://" in value or "@" in value or ":" in value):
+        return repr(value.split(":", 1)[0] + ":...")
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections.abc as c
 import contextlib
+import copy
 import dataclasses
 import json
 import secrets
@@ -40,6 +41,7 @@ from flask import url_for
 
 from . import verify
 from .blueprint import get_state
+from .samples import deep_merge
 from .samples import make_event as make_event
 from .signals import EVENT_SIGNALS
 from .signals import webhook_failed
@@ -205,8 +207,10 @@ def post_event(
             raise TypeError("a raw body cannot take event field overrides")
         body = event_or_type
     else:
-        payload = dict(event_or_type)
-        _merge(payload, overrides)
+        # Any payload may be posted; allow_unknown only matters to make_event.
+        overrides.pop("allow_unknown", None)
+        payload = copy.deepcopy(dict(event_or_type))
+        deep_merge(payload, overrides)
         body = encode_body(payload)
     if secret is None:
         secret = get_state(app, blueprint).keys[0]
@@ -219,19 +223,6 @@ def post_event(
         signed.pop(name.lower(), None)
         signed[name] = value
     return client.post(url, data=body, headers=signed, content_type="application/json")
-
-
-def _merge(target: dict[str, t.Any], overrides: c.Mapping[str, t.Any]) -> None:
-    """Merge dicts recursively, as :func:`make_event` does, copying nested
-    dicts so the caller's payload is never changed."""
-    for key, value in overrides.items():
-        current = target.get(key)
-        if isinstance(value, c.Mapping) and isinstance(current, c.Mapping):
-            merged = dict(current)
-            _merge(merged, value)
-            target[key] = merged
-        else:
-            target[key] = value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -566,3 +566,51 @@ def test_body_limit_is_exact(chunked: bool) -> None:
             response = client.post(URL, data=body, headers=headers)
         answers.append(response.status_code)
     assert answers == [200, 413]
+
+
+def test_state_repr_never_shows_the_key(app: Flask) -> None:
+    """Error reporters capture locals; the view holds the state."""
+    from flask_openai_webhooks.blueprint import get_state
+
+    state = get_state(app)
+    key = state.keys[0]
+    for text in (repr(state), repr(app.extensions)):
+        assert repr(key) not in text
+        assert key.decode("latin-1") not in text
+
+
+def test_prefix_with_trailing_slash_never_redirects() -> None:
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(secret=SECRET), url_prefix="/hooks/openai/")
+    client = app.test_client()
+    for url in ("/hooks/openai", "/hooks/openai/"):
+        assert (
+            deliver(client, make_event("batch.completed"), url=url).status_code == 200
+        )
+
+
+def test_async_callables_that_are_not_async_functions_run(
+    app: Flask, client: FlaskClient
+) -> None:
+    import functools
+
+    seen: list[str] = []
+
+    class AsyncReceiver:
+        async def __call__(self, sender: Flask, **extra: object) -> None:
+            seen.append("object")
+
+    async def decorated_target(sender: Flask, **extra: object) -> None:
+        seen.append("decorated")
+
+    @functools.wraps(decorated_target)
+    def decorated(*args: object, **kwargs: object) -> t.Any:
+        return decorated_target(*args, **kwargs)  # type: ignore[arg-type]
+
+    receiver_object = AsyncReceiver()
+    with (
+        signals.batch_completed.connected_to(receiver_object, app),
+        signals.batch_completed.connected_to(decorated, app),
+    ):
+        assert post_event(client, "batch.completed").status_code == 200
+    assert sorted(seen) == ["decorated", "object"]

@@ -377,3 +377,46 @@ def test_store_failure_between_receivers_gives_503_not_a_crash(
         assert delivery.send().status_code == 200
         assert delivery.send().json == {"status": "duplicate"}
     client.close()
+
+
+def test_base_exception_releases_the_claim(app: Flask, client: FlaskClient) -> None:
+    """A receiver interrupted past Exception (a worker timeout, a cancelled
+    task) must not leave the delivery claimed until the lease runs out."""
+    import asyncio
+
+    interrupted = True
+
+    def receiver(sender: Flask, **extra: object) -> None:
+        if interrupted:
+            raise asyncio.CancelledError
+
+    delivery = Delivery(client)
+    with signals.batch_completed.connected_to(receiver, app):
+        with pytest.raises(asyncio.CancelledError):
+            delivery.send()
+        interrupted = False
+        assert delivery.send().json == {"status": "processed"}
+
+
+def test_receivers_slower_than_the_lease_are_logged(
+    store_config: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    app = Flask(__name__)
+    app.config.update(
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=store_config,
+        OPENAI_WEBHOOK_LEASE=0.05,
+    )
+    app.register_blueprint(make_blueprint())
+
+    def slow(sender: Flask, **extra: object) -> None:
+        time.sleep(0.1)
+
+    with (
+        signals.batch_completed.connected_to(slow, app),
+        caplog.at_level(logging.WARNING, "flask_openai_webhooks"),
+    ):
+        assert Delivery(app.test_client()).send().status_code == 200
+    assert "longer than OPENAI_WEBHOOK_LEASE" in caplog.text

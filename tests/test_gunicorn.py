@@ -510,3 +510,38 @@ def test_crashed_worker_lease_expires(
     assert side_effects(side_effects_db) == {item.webhook_id: 1}
     assert post(restarted.port, item).outcome == (200, "duplicate")
     assert side_effects(side_effects_db) == {item.webhook_id: 1}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"5\r\nab", b"3\r\nabcXX0\r\n\r\n"],
+    ids=["bad-size", "truncated", "missing-terminator"],
+)
+def test_broken_chunked_body_gets_400_not_500(
+    tmp_path: pathlib.Path,
+    request: pytest.FixtureRequest,
+    servers: Servers,
+    side_effects_db: pathlib.Path,
+    chunks: bytes,
+) -> None:
+    """gunicorn raises an OSError from wsgi.input for broken chunked
+    encoding; that is junk input and must be a 400, never a 500."""
+    import socket
+
+    env = app_env(store_env("sqlite", tmp_path, request), side_effects_db)
+    server = servers.start(env, ready=1)
+    with socket.create_connection((HOST, server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /webhooks/openai HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\n\r\n" + chunks
+        )
+        if chunks.endswith(b"ab"):
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    status_line = reply.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 4"), reply[:300]
+    assert side_effects(side_effects_db) == {}

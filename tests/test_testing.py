@@ -401,3 +401,14 @@ def test_webhook_client_for_a_named_blueprint() -> None:
     assert hooks.url == "/two"
     assert hooks.key == decode_secret(OTHER_SECRET)
     assert hooks.send("batch.completed").status_code == 200
+
+
+def test_post_event_with_a_dict_ignores_allow_unknown(app: Flask) -> None:
+    """allow_unknown only matters when building from a type name; it must
+    not end up in a posted payload."""
+    payload = make_event("video.completed", allow_unknown=True)
+    with capture_signals(app) as sent:
+        response = post_event(app.test_client(), payload, allow_unknown=True)
+    assert response.status_code == 200
+    [event] = sent.events
+    assert "allow_unknown" not in (event.model_extra or {})
