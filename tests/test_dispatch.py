@@ -295,6 +295,7 @@ def test_unreachable_store_gives_503_and_runs_nothing() -> None:
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["error"] == "store_unavailable"
+    assert response.headers["Retry-After"] == "5"
     assert counter.calls == 0
 
 
@@ -420,3 +421,111 @@ def test_receivers_slower_than_the_lease_are_logged(
     ):
         assert Delivery(app.test_client()).send().status_code == 200
     assert "longer than OPENAI_WEBHOOK_LEASE" in caplog.text
+
+
+def test_progress_is_saved_between_receivers(app: Flask, client: FlaskClient) -> None:
+    """A delivery interrupted after its first receiver succeeded (here the
+    second is cancelled, as a worker timeout would) does not run the first
+    again on the retry: its success was written before the second ran."""
+    import asyncio
+
+    first = Counter()
+    interrupted = True
+
+    def second(sender: Flask, **extra: object) -> None:
+        if interrupted:
+            raise asyncio.CancelledError
+
+    delivery = Delivery(client)
+    with (
+        signals.batch_completed.connected_to(first, app),
+        signals.batch_completed.connected_to(second, app),
+    ):
+        with pytest.raises(asyncio.CancelledError):
+            delivery.send()
+        interrupted = False
+        assert delivery.send().json == {"status": "processed"}
+    assert first.calls == 1
+
+
+def test_permanent_failure_is_not_retried_beside_a_crash(
+    app: Flask, client: FlaskClient
+) -> None:
+    doomed = Counter(fail_with=PermanentFailure("not ours"))
+    flaky = Counter(fail_with=ValueError("transient"))
+    delivery = Delivery(client)
+    with (
+        signals.batch_completed.connected_to(doomed, app),
+        signals.batch_completed.connected_to(flaky, app),
+    ):
+        assert delivery.send().status_code == 500
+        flaky.fail_with = None
+        assert delivery.send().status_code == 200
+    assert (doomed.calls, flaky.calls) == (1, 2)
+
+
+def test_retention_is_how_long_a_delivery_is_remembered() -> None:
+    import time
+
+    app = Flask(__name__)
+    app.config.update(OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_RETENTION=1)
+    app.register_blueprint(make_blueprint())
+    counter = Counter()
+    delivery = Delivery(app.test_client())
+    with signals.batch_completed.connected_to(counter, app):
+        assert delivery.send().json == {"status": "processed"}
+        assert delivery.send().json == {"status": "duplicate"}
+        time.sleep(1.5)
+        assert delivery.send().json == {"status": "processed"}
+    assert counter.calls == 2
+
+
+@pytest.mark.parametrize("value", [0, -5, "1 day", float("nan")])
+def test_bad_retention_fails_at_registration(value: object) -> None:
+    app = Flask(__name__)
+    app.config.update(OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_RETENTION=value)
+    with pytest.raises(RuntimeError, match="OPENAI_WEBHOOK_RETENTION"):
+        app.register_blueprint(make_blueprint())
+
+
+def test_apps_and_blueprints_keep_their_own_delivery_state() -> None:
+    """The same webhook-id at two endpoints is two deliveries."""
+    app_a, app_b = Flask("a"), Flask("b")
+    for app in (app_a, app_b):
+        app.config["OPENAI_WEBHOOK_SECRET"] = SECRET
+    app_a.register_blueprint(make_blueprint())
+    app_b.register_blueprint(make_blueprint(name="one"), url_prefix="/one")
+    app_b.register_blueprint(make_blueprint(name="two"), url_prefix="/two")
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, SECRET)
+    answers = [
+        app_a.test_client().post(URL, data=body, headers=headers).json,
+        app_b.test_client().post("/one", data=body, headers=headers).json,
+        app_b.test_client().post("/two", data=body, headers=headers).json,
+    ]
+    assert answers == [{"status": "processed"}] * 3
+
+
+def test_retry_after_follows_the_lease_and_the_longest_retry_later(
+    store_config: object,
+) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=store_config,
+        OPENAI_WEBHOOK_LEASE=7,
+    )
+    app.register_blueprint(make_blueprint())
+    client = app.test_client()
+    delivery = Delivery(client)
+    claim = get_state(app).store.claim(delivery.webhook_id, lease=7, retention=60)
+    assert claim.status == "acquired"
+    assert delivery.send().headers["Retry-After"] == "7"
+    with (
+        signals.batch_completed.connected_to(Counter(RetryLater(5)), app),
+        signals.batch_completed.connected_to(Counter(RetryLater(120)), app),
+        signals.batch_completed.connected_to(Counter(RetryLater(30)), app),
+    ):
+        response = Delivery(client).send()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "120"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 import typing as t
@@ -174,14 +175,20 @@ def test_post_event_merges_overrides_into_a_payload_without_changing_it(
     assert (data.id, data.extra) == ("batch_1", 1)
 
 
-def test_post_event_signs_with_the_apps_first_key() -> None:
+def test_post_event_signs_with_the_apps_first_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OpenAI signs with the newest secret, listed first; the blueprint logs
+    when a delivery matched any other one."""
     app = make_app(secret=[OTHER_SECRET, SECRET])
     client = app.test_client()
 
-    response = post_event(client, "response.completed", webhook_id="wh_key")
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        response = post_event(client, "response.completed", webhook_id="wh_key")
 
     assert response.status_code == 200
     assert get_state(app).keys[0] == decode_secret(OTHER_SECRET)
+    assert "older secret" not in caplog.text
 
 
 def test_post_event_with_a_wrong_secret_is_rejected(
