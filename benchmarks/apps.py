@@ -25,6 +25,7 @@ import collections.abc as c
 import os
 import secrets
 import sqlite3
+import typing as t
 
 from flask import Flask
 from flask import request
@@ -179,3 +180,16 @@ def delete_redis_keys(prefix: str) -> int:
         return len(keys)
     finally:
         client.close()
+
+
+def call_wsgi(app: t.Any, environ: dict[str, t.Any], start_response: t.Any) -> None:
+    """One WSGI call as a server makes it: iterate the body, then close it
+    (Flask's teardown runs on close)."""
+    response = app(environ, start_response)
+    try:
+        for _ in response:
+            pass
+    finally:
+        close = getattr(response, "close", None)
+        if close is not None:
+            close()

@@ -53,6 +53,7 @@ from flask_openai_webhooks.stores import DeliveryStore
 from . import deliveries
 from .apps import bare_app
 from .apps import blueprint_app
+from .apps import call_wsgi
 from .apps import delete_redis_keys
 from .apps import new_redis_prefix
 from .apps import receiver
@@ -124,12 +125,7 @@ def _case(name: str, app: WSGIApplication, expected_status: str, body: bytes) ->
 
         def batch() -> int:
             for env in environs:
-                response = app(env, start)
-                for _ in response:
-                    pass
-                close = getattr(response, "close", None)
-                if close is not None:
-                    close()
+                call_wsgi(app, env, start)
             return len(environs)
 
         def checked() -> int:

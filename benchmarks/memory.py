@@ -27,6 +27,7 @@ from flask_openai_webhooks import MemoryStore
 
 from . import deliveries
 from .apps import blueprint_app
+from .apps import call_wsgi
 from .apps import receiver
 from .harness import Row
 
@@ -69,12 +70,7 @@ def measure(total: int, checkpoints: t.Sequence[int]) -> dict[str, t.Any]:
         step = min(CHUNK, total - sent, *(w - sent for w in wanted if w > sent))
         environs = [environ(deliveries.sign(body)) for _ in range(step)]
         for env in environs:
-            response = app(env, start_response)
-            for _ in response:
-                pass
-            close = getattr(response, "close", None)
-            if close is not None:
-                close()
+            call_wsgi(app, env, start_response)
         del environs
         sent += step
         if any(s != "200 OK" for s in statuses):

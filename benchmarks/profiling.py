@@ -40,6 +40,7 @@ from flask_openai_webhooks.stores import DeliveryStore
 
 from . import deliveries
 from .apps import blueprint_app
+from .apps import call_wsgi
 from .apps import delete_redis_keys
 from .apps import redis_store
 from .inprocess import environ_factory
@@ -59,12 +60,7 @@ def _inprocess(store: DeliveryStore, count: int) -> c.Callable[[], None]:
 
         def go() -> None:
             for env in environs:
-                response = app(env, start_response)
-                for _ in response:
-                    pass
-                close = getattr(response, "close", None)
-                if close is not None:
-                    close()
+                call_wsgi(app, env, start_response)
 
         return go
 

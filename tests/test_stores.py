@@ -846,6 +846,34 @@ def test_sqlite_fast_paths_time_the_lock_wait(tmp_path: pathlib.Path) -> None:
         store.close()
 
 
+def _run_in_processes(target: t.Callable[..., None], *args: object) -> list[t.Any]:
+    """Run ``target(*args, barrier, results)`` in N_PROCESSES spawned
+    processes that start together; return what each put in ``results``."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(N_PROCESSES)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(target=target, args=(*args, barrier, results))
+        for _ in range(N_PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = []
+        for _ in processes:
+            try:
+                outcomes.append(results.get(timeout=180))
+            except queue_module.Empty:
+                pytest.fail("a worker process did not report")
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    assert all(process.exitcode == 0 for process in processes)
+    return outcomes
+
+
 def _claim_new_ids(path: str, ids: list[str], barrier: t.Any, results: t.Any) -> None:
     """Claim the same new ids as every other process, at the same time, on
     the single-statement path. Runs in a child.
@@ -872,27 +900,7 @@ def test_sqlite_new_id_is_acquired_once_across_processes(
 ) -> None:
     path = str(tmp_path / "shared.db")
     ids = [f"wh_{i}" for i in range(200)]
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(N_PROCESSES)
-    results = ctx.Queue()
-    processes = [
-        ctx.Process(target=_claim_new_ids, args=(path, ids, barrier, results))
-        for _ in range(N_PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = []
-        for _ in processes:
-            try:
-                outcomes.append(results.get(timeout=180))
-            except queue_module.Empty:
-                pytest.fail("a worker process did not report")
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
+    outcomes = _run_in_processes(_claim_new_ids, path, ids)
     errors = [detail for status, detail in outcomes if status == "error"]
     assert not errors, errors[0]
     acquired = [item for _, items in outcomes for item in items]
@@ -1116,30 +1124,9 @@ def test_processes_acquire_each_id_exactly_once(
     else:
         url = request.getfixturevalue("redis_url")
         target = ("redis", url, request.getfixturevalue("redis_prefix"))
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(N_PROCESSES)
-    results = ctx.Queue()
-    processes = [
-        ctx.Process(target=_contend, args=(target, barrier, results))
-        for _ in range(N_PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = []
-        for _ in processes:
-            try:
-                outcomes.append(results.get(timeout=180))
-            except queue_module.Empty:
-                pytest.fail("a worker process did not report")
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
+    outcomes = _run_in_processes(_contend, target)
     errors = [detail for status, detail, _ in outcomes if status == "error"]
     assert not errors, errors[0]
-    assert all(process.exitcode == 0 for process in processes)
 
     acquired = collections.Counter(wid for _, ids, _ in outcomes for wid in ids)
     assert set(acquired) == {f"wh_{i}" for i in range(N_IDS)}
