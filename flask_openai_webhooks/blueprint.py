@@ -78,18 +78,26 @@ class WebhookState:
     registration. Kept in ``app.extensions["openai_webhooks"][name]``."""
 
     name: str
-    #: The decoded HMAC keys. Never in ``repr()``: error reporters that
-    #: capture local variables (the view holds this object) would send them
-    #: off the machine.
-    keys: tuple[bytes, ...] = dataclasses.field(repr=False)
+    #: Checks deliveries; holds the decoded keys and the tolerance. Never in
+    #: ``repr()``: error reporters that capture local variables (the view
+    #: holds this object) would send the keys off the machine.
     verifier: verify.Verifier = dataclasses.field(repr=False)
-    tolerance: int
     max_body: int
     store: DeliveryStore
     lease: float
     retention: float
     on_error: str
     secret_source: str
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """The decoded HMAC keys, the one OpenAI signs with first."""
+        return self.verifier.keys
+
+    @property
+    def tolerance(self) -> int:
+        """Seconds a delivery's timestamp may be off, either way."""
+        return self.verifier.tolerance
 
 
 def make_blueprint(
@@ -218,9 +226,7 @@ def _resolve(app: Flask, name: str, overrides: c.Mapping[str, t.Any]) -> Webhook
         raise RuntimeError(f"OPENAI_WEBHOOK_STORE: {e}") from None
     return WebhookState(
         name=name,
-        keys=keys,
         verifier=verify.Verifier(keys, tolerance=int(tolerance)),
-        tolerance=int(tolerance),
         max_body=int(max_body),
         store=store,
         lease=float(lease),
