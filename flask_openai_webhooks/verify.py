@@ -7,10 +7,13 @@ blueprint.
 OpenAI signs ``"{webhook-id}.{webhook-timestamp}.{body}"`` with HMAC-SHA256
 and sends ``v1,<base64>`` in ``webhook-signature``. The checks here agree
 with the ``openai`` SDK on every genuine delivery, and are stricter where
-the SDK is unsafe:
+the SDK is unsafe or lets a misconfiguration pass silently:
 
--   a ``whsec_`` secret must decode as strict base64 to a non-empty key (the
-    SDK accepts ``whsec_`` with an empty key, so anyone can forge);
+-   a secret given as text must be ``whsec_`` plus strict base64 of a
+    non-empty key (the SDK accepts ``whsec_`` with an empty key, so anyone
+    can forge, and uses any other string as a raw key, so a quoted secret
+    or an API key fails every delivery with no hint why). A raw key is
+    passed explicitly, as ``bytes``;
 -   junk in the headers is a clean :exc:`WebhookVerificationError`, never a
     crash;
 -   only ``v1,`` entries are compared (the SDK also compares bare entries).
@@ -21,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import collections.abc as c
-import functools
 import hashlib
 import hmac
 import time
@@ -44,7 +46,10 @@ MIN_RECOMMENDED_KEY_BYTES = 24
 _SECRET_PREFIX = "whsec_"
 _MAX_ID_LENGTH = 256
 _MAX_TIMESTAMP_LENGTH = 20
-_SHA256_BLOCK = 64
+# Every OpenAI API key starts with this (``sk-proj-``, ``sk-svcacct-``,
+# ``sk-admin-`` and the legacy ``sk-``).
+_API_KEY_PREFIX = "sk-"
+_QUOTES = "\"'"
 
 
 class HeadersLike(t.Protocol):
@@ -70,55 +75,97 @@ class Verified(t.NamedTuple):
 
 
 def decode_secret(secret: Secret) -> bytes:
-    """Turn a configured secret into the HMAC key, as the SDK does.
+    """Turn a configured secret into the HMAC key.
 
-    -   ``whsec_<base64>``: the base64 part, decoded strictly;
-    -   any other string: its UTF-8 bytes, used as the key directly;
-    -   ``bytes``: used as the key directly.
+    -   ``str``: must be ``whsec_<base64>``, exactly as the OpenAI dashboard
+        shows it; the base64 part, decoded strictly, is the key;
+    -   ``bytes``: used as the key directly. This is the only way to give a
+        raw key, so that a mangled ``whsec_`` secret cannot pass as one.
 
-    :raises ValueError: The secret is empty, or its ``whsec_`` part is not
-        strict base64 of at least one byte. The message never contains the
-        secret.
+    The SDK uses any string without ``whsec_`` as a raw UTF-8 key. Here
+    that is an error instead, because in practice such a string is a
+    mistake (quotes kept by an env-file, a newline read from a file, an API
+    key) that would otherwise fail every delivery with only
+    ``signature_mismatch`` to go on.
+
+    :raises ValueError: The secret is not usable; the message names the
+        likely mistake. It never contains the secret or any part of it, so
+        it is safe to log.
     """
     if isinstance(secret, bytes):
-        key = secret
-    elif isinstance(secret, str):
-        if secret.startswith(_SECRET_PREFIX):
-            try:
-                key = base64.b64decode(secret[len(_SECRET_PREFIX) :], validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError(
-                    "the part after 'whsec_' is not valid base64"
-                ) from None
-            if not key:
-                raise ValueError("the part after 'whsec_' decodes to an empty key")
-        else:
-            key = secret.encode("utf-8")
-    else:
-        raise ValueError(f"a secret must be str or bytes, not {type(secret).__name__}")
-    if not key:
+        if not secret:
+            raise ValueError("the secret is empty")
+        if secret.startswith(_SECRET_PREFIX.encode()):
+            raise ValueError(
+                "the secret is bytes starting with 'whsec_'; pass the signing"
+                " secret as a str (bytes are used as a raw key)"
+            )
+        return secret
+    if not isinstance(secret, str):
+        raise ValueError(_wrong_type(secret))
+    if not secret:
         raise ValueError("the secret is empty")
+    if secret != secret.strip():
+        raise ValueError(
+            "the secret has leading or trailing whitespace (a newline from a file?)"
+        )
+    if (secret[0] == "[" and secret[-1] == "]") or secret.count(_SECRET_PREFIX) > 1:
+        raise ValueError(
+            "the secret looks like a list of secrets in one string; a list of"
+            " secrets must be given as a Python list in app.config (or"
+            " FLASK_OPENAI_WEBHOOK_SECRET parsed as JSON by"
+            " app.config.from_prefixed_env), not as a string"
+        )
+    if len(secret) > 1 and secret[0] == secret[-1] and secret[0] in _QUOTES:
+        raise ValueError("the secret is wrapped in quotes")
+    if secret.startswith(_API_KEY_PREFIX):
+        raise ValueError(
+            "this is an OpenAI API key, not the endpoint's signing secret (whsec_...)"
+        )
+    if not secret.startswith(_SECRET_PREFIX):
+        raise ValueError(
+            "the secret does not start with 'whsec_'; copy the signing secret"
+            " exactly as the OpenAI dashboard shows it, or pass bytes for a raw key"
+        )
+    try:
+        key = base64.b64decode(secret[len(_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after 'whsec_' is not valid base64") from None
+    if not key:
+        raise ValueError("the part after 'whsec_' decodes to an empty key")
     return key
 
 
 def decode_secrets(secret: SecretOrSecrets) -> tuple[bytes, ...]:
-    """Decode one secret or a list of them (for rotation), in order.
+    """Decode one secret or a list (or tuple) of them, for rotation, in
+    order.
 
-    :raises ValueError: The list is empty or an entry is invalid; the message
-        names the entry by position.
+    :raises ValueError: The list is empty, is not a list, or an entry is
+        invalid; the message names the entry by position, never its value.
     """
     if isinstance(secret, (str, bytes)):
         return (decode_secret(secret),)
-    items = list(secret)
-    if not items:
+    if not isinstance(secret, (list, tuple)):
+        # Not just any iterable: a set or a dict has no order to rotate by,
+        # and a bytearray would pass for a list of numbers.
+        raise ValueError(_wrong_type(secret, or_list=True))
+    if not secret:
         raise ValueError("the list of secrets is empty")
     keys = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(secret):
         try:
             keys.append(decode_secret(item))
         except ValueError as e:
             raise ValueError(f"secret #{index + 1}: {e}") from None
     return tuple(keys)
+
+
+def _wrong_type(secret: object, *, or_list: bool = False) -> str:
+    # The type only: the value may be the secret.
+    allowed = "str (whsec_...), bytes (a raw key) or a list of them"
+    if not or_list:
+        allowed = "str (whsec_...) or bytes (a raw key)"
+    return f"a secret must be a {allowed}, not {type(secret).__name__}"
 
 
 def sign(
@@ -130,12 +177,40 @@ def sign(
 ) -> str:
     """Return the ``v1,<base64>`` signature OpenAI would send for a body.
 
-    Used by the test kit and the ``send`` command; handy for tests of your
-    own.
+    See :func:`signed_headers` for all three headers at once.
     """
-    key = decode_secret(secret)
-    body = payload.encode("utf-8") if isinstance(payload, str) else payload
-    return "v1," + _mac(key, webhook_id, str(timestamp), body).decode("ascii")
+    return _signature(decode_secret(secret), webhook_id, str(timestamp), payload)
+
+
+def signed_headers(
+    body: bytes | str,
+    *,
+    secret: SecretOrSecrets,
+    webhook_id: str,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """Return the three headers OpenAI would send with a body:
+    ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``.
+
+    What the test kit and the ``send`` command post; handy to sign a
+    delivery for any other receiver too.
+
+    :param body: The exact bytes that will be sent; text is signed as UTF-8.
+    :param secret: The signing secret, or a list of them, in which case the
+        first signs (the one :class:`Verified` reports as ``key_index`` 0).
+        Every entry is checked, as the blueprint would.
+    :param webhook_id: The delivery's id. Reuse one to simulate a retry.
+    :param timestamp: Unix time of the signature; defaults to now. Pass an
+        old one to test the tolerance.
+    :raises ValueError: The secret is not usable (see :func:`decode_secret`).
+    """
+    key = decode_secrets(secret)[0]
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    return {
+        HEADER_ID: webhook_id,
+        HEADER_TIMESTAMP: stamp,
+        HEADER_SIGNATURE: _signature(key, webhook_id, stamp, body),
+    }
 
 
 def verify_signature(
@@ -175,10 +250,14 @@ def verify_with_keys(
     now: float | None = None,
 ) -> Verified:
     """Like :func:`verify_signature`, with keys decoded in advance, and
-    returning what was verified. For many deliveries with the same keys, a
-    :class:`Verifier` (what the blueprint uses) skips the header lookups.
+    returning what was verified.
+
+    Nothing is cached between calls, so a retired key is not kept alive by
+    this module. For many deliveries with the same keys, a :class:`Verifier`
+    (what the blueprint uses) prepares the keys once and skips the header
+    lookups.
     """
-    return _verifier(tuple(keys), tolerance).verify(
+    return Verifier(keys, tolerance=tolerance).verify(
         payload,
         _header(headers, HEADER_ID),
         _header(headers, HEADER_TIMESTAMP),
@@ -187,27 +266,19 @@ def verify_with_keys(
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _verifier(keys: tuple[bytes, ...], tolerance: int) -> Verifier:
-    """The functional API's verifiers, kept for the few keys a process uses
-    so each call does not redo the HMAC key setup."""
-    return Verifier(keys, tolerance=tolerance)
-
-
 class Verifier:
     """Verifies deliveries against fixed keys and a fixed tolerance.
 
-    The blueprint builds one per registration. The SHA-256 states of each
-    key's HMAC pads are computed here, once, so a delivery costs two hash
-    state copies instead of a full HMAC setup: about a third of the time of
-    :func:`hmac.digest`, with the same result.
+    The blueprint builds one per registration. Each key's HMAC is set up
+    here, once, and copied for each delivery, which is cheaper than setting
+    it up again from the key (:meth:`hmac.HMAC.copy`).
 
     :param keys: Decoded HMAC keys (see :func:`decode_secrets`), in order of
         preference.
     :param tolerance: Seconds the timestamp may be off, either way.
     """
 
-    __slots__ = ("keys", "tolerance", "_states")
+    __slots__ = ("keys", "tolerance", "_macs")
 
     def __init__(
         self, keys: c.Sequence[bytes], *, tolerance: int = DEFAULT_TOLERANCE
@@ -218,7 +289,7 @@ class Verifier:
         self.keys = tuple(keys)
         #: Seconds the timestamp may be off, either way.
         self.tolerance = tolerance
-        self._states = tuple(_pad_states(key) for key in self.keys)
+        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self.keys)
 
     def verify(
         self,
@@ -306,13 +377,11 @@ class Verifier:
         # The raw timestamp text is signed, spaces included, as in the SDK.
         prefix = f"{webhook_id}.{raw_timestamp}.".encode()
         body = payload.encode("utf-8") if isinstance(payload, str) else payload
-        for index, (inner_pad, outer_pad) in enumerate(self._states):
-            inner = inner_pad.copy()
-            inner.update(prefix)
-            inner.update(body)
-            outer = outer_pad.copy()
-            outer.update(inner.digest())
-            expected = binascii.b2a_base64(outer.digest(), newline=False)
+        for index, prepared in enumerate(self._macs):
+            mac = prepared.copy()
+            mac.update(prefix)
+            mac.update(body)
+            expected = binascii.b2a_base64(mac.digest(), newline=False)
             matched = False
             # Compare against every entry, so the time taken does not depend
             # on which entry (if any) matched.
@@ -326,21 +395,12 @@ class Verifier:
         )
 
 
-def _pad_states(key: bytes) -> tuple[t.Any, t.Any]:
-    """SHA-256 states after absorbing the HMAC inner and outer pads
-    (RFC 2104), ready to be copied for each message."""
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    return inner, outer
-
-
-def _mac(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> bytes:
-    """Base64 of the HMAC-SHA256 over the raw bytes, no decode round trip."""
-    message = f"{webhook_id}.{timestamp}.".encode() + body
-    return base64.b64encode(hmac.digest(key, message, hashlib.sha256))
+def _signature(key: bytes, webhook_id: str, timestamp: str, body: bytes | str) -> str:
+    """``v1,`` and the base64 of the HMAC-SHA256 over the raw bytes."""
+    payload = body.encode("utf-8") if isinstance(body, str) else body
+    message = f"{webhook_id}.{timestamp}.".encode() + payload
+    mac = hmac.digest(key, message, hashlib.sha256)
+    return "v1," + base64.b64encode(mac).decode("ascii")
 
 
 def _header(headers: c.Mapping[str, str] | HeadersLike, name: str) -> object:

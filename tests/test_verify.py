@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from flask_openai_webhooks import verify
 from flask_openai_webhooks.errors import WebhookVerificationError
 from flask_openai_webhooks.verify import decode_secret
 from flask_openai_webhooks.verify import decode_secrets
 from flask_openai_webhooks.verify import sign
+from flask_openai_webhooks.verify import signed_headers
 from flask_openai_webhooks.verify import Verifier
 from flask_openai_webhooks.verify import verify_signature
 from flask_openai_webhooks.verify import verify_with_keys
@@ -41,7 +43,7 @@ BODY = json.dumps(
 def headers_for(
     body: bytes = BODY,
     *,
-    secret: str = SECRET,
+    secret: str | bytes = SECRET,
     webhook_id: str = "wh_685342e6c53c8190a1be43f081506c52",
     timestamp: int = NOW,
 ) -> dict[str, str]:
@@ -321,15 +323,233 @@ def test_sdk_or_standardwebhooks_crash_where_we_reject_cleanly(signature: str) -
         verify_signature(BODY, headers, secret=SECRET)
 
 
-def test_raw_secret_without_prefix_is_used_as_utf8_like_the_sdk() -> None:
+def test_raw_key_must_be_bytes_where_the_sdk_takes_any_string() -> None:
+    """The SDK uses a string without ``whsec_`` as a raw UTF-8 key. Here a
+    raw key must be bytes, and the same string is refused with a hint."""
     import time
 
     raw = "a-raw-secret-of-plenty-of-bytes-123"
     now = int(time.time())
-    headers = headers_for(secret=raw, timestamp=now)
+    headers = headers_for(secret=raw.encode(), timestamp=now)
     sdk_client().webhooks.verify_signature(BODY, headers, secret=raw)
-    verify_signature(BODY, headers, secret=raw, now=now)
-    assert decode_secret(raw) == raw.encode()
+    verify_signature(BODY, headers, secret=raw.encode(), now=now)
+    assert decode_secret(raw.encode()) == raw.encode()
+    with pytest.raises(ValueError, match="pass bytes for a raw key"):
+        verify_signature(BODY, headers, secret=raw, now=now)
+
+
+def test_bytes_key_is_the_decoded_whsec_secret() -> None:
+    assert decode_secret(KEY) == decode_secret(SECRET) == KEY
+    verify_signature(BODY, headers_for(), secret=KEY, now=NOW)
+    keys = decode_secrets([b"x" * 32, KEY])
+    verified = verify_with_keys(BODY, headers_for(), keys, now=NOW)
+    assert verified.key_index == 1
+
+
+# A secret whose base64 part is easy to look for in a message.
+MARKED_SECRET = "whsec_" + base64.b64encode(b"MARKED-webhook-signing-key!").decode()
+MARK = MARKED_SECRET[10:30]
+API_KEY_MARK = "T3BlbkFJmarkedApiKeyText"
+
+
+@pytest.mark.parametrize(
+    ("secret", "leak", "message"),
+    [
+        (MARKED_SECRET + "\n", MARK, "leading or trailing whitespace (a newline"),
+        (MARKED_SECRET + "\r\n", MARK, "leading or trailing whitespace"),
+        (" " + MARKED_SECRET, MARK, "leading or trailing whitespace"),
+        ("\t" + MARKED_SECRET + " ", MARK, "leading or trailing whitespace"),
+        (f'"{MARKED_SECRET}"', MARK, "the secret is wrapped in quotes"),
+        (f"'{MARKED_SECRET}'", MARK, "the secret is wrapped in quotes"),
+        ("sk-" + API_KEY_MARK, API_KEY_MARK, "this is an OpenAI API key, not"),
+        ("sk-proj-" + API_KEY_MARK, API_KEY_MARK, "this is an OpenAI API key"),
+        ("sk-svcacct-" + API_KEY_MARK, API_KEY_MARK, "this is an OpenAI API key"),
+        ("sk-admin-" + API_KEY_MARK, API_KEY_MARK, "this is an OpenAI API key"),
+        (
+            json.dumps([MARKED_SECRET, SECRET]),
+            MARK,
+            "a list of secrets must be given as a Python list in app.config (or"
+            " FLASK_OPENAI_WEBHOOK_SECRET parsed as JSON by"
+            " app.config.from_prefixed_env), not as a string",
+        ),
+        (json.dumps([MARKED_SECRET]), MARK, "given as a Python list in app.config"),
+        (f"{MARKED_SECRET},{SECRET}", MARK, "given as a Python list in app.config"),
+        (f"{MARKED_SECRET} {SECRET}", MARK, "given as a Python list in app.config"),
+        (
+            MARKED_SECRET[6:],
+            MARK,
+            "the secret does not start with 'whsec_'; copy the signing secret"
+            " exactly as the OpenAI dashboard shows it, or pass bytes for a raw key",
+        ),
+        ("WHSEC_" + MARKED_SECRET[6:], MARK, "does not start with 'whsec_'"),
+        ("whsec_" + MARK + "!", MARK, "the part after 'whsec_' is not valid base64"),
+        (MARKED_SECRET[:-1], MARK, "the part after 'whsec_' is not valid base64"),
+        (MARKED_SECRET.encode(), MARK, "bytes starting with 'whsec_'"),
+    ],
+    ids=[
+        "trailing-newline",
+        "trailing-crlf",
+        "leading-space",
+        "tab-and-space",
+        "double-quotes",
+        "single-quotes",
+        "api-key-legacy",
+        "api-key-project",
+        "api-key-service-account",
+        "api-key-admin",
+        "json-list",
+        "json-list-of-one",
+        "comma-separated",
+        "space-separated",
+        "no-prefix",
+        "prefix-upper-case",
+        "bad-base64",
+        "bad-padding",
+        "whsec-as-bytes",
+    ],
+)
+def test_secret_mistake_is_named_without_echoing_the_secret(
+    secret: str | bytes, leak: str, message: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_secret(secret)
+    assert message in str(info.value)
+    assert leak not in str(info.value)
+    assert leak not in repr(info.value)
+    assert not isinstance(info.value, WebhookVerificationError)
+
+    # In a rotation list the entry is named by position; verification
+    # refuses to start rather than rejecting every delivery.
+    with pytest.raises(ValueError) as info:
+        decode_secrets([SECRET, secret])
+    assert str(info.value).startswith("secret #2: ")
+    assert message in str(info.value)
+    assert leak not in str(info.value)
+    with pytest.raises(ValueError):
+        verify_signature(BODY, headers_for(), secret=secret, now=NOW)
+
+
+def test_whsec_with_no_key_is_named() -> None:
+    with pytest.raises(ValueError) as info:
+        decode_secret("whsec_")
+    assert str(info.value) == "the part after 'whsec_' decodes to an empty key"
+
+
+@pytest.mark.parametrize(
+    ("secret", "type_name"),
+    [
+        (12345678, "int"),
+        (None, "NoneType"),
+        (1.5, "float"),
+        ({SECRET}, "set"),
+        ({"key": SECRET}, "dict"),
+        (bytearray(KEY), "bytearray"),
+    ],
+    ids=["int", "none", "float", "set", "dict", "bytearray"],
+)
+def test_secret_of_wrong_type_names_the_type_not_the_value(
+    secret: object, type_name: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_secrets(secret)  # type: ignore[arg-type]
+    assert str(info.value).endswith(f", not {type_name}")
+    assert "12345678" not in str(info.value)
+    assert SECRET[6:] not in str(info.value)
+    assert "list" in str(info.value)
+
+    with pytest.raises(ValueError) as info:
+        decode_secret(secret)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        f"a secret must be a str (whsec_...) or bytes (a raw key), not {type_name}"
+    )
+
+
+def test_wrong_type_inside_a_list_is_named_by_position() -> None:
+    with pytest.raises(ValueError) as info:
+        decode_secrets([SECRET, None])  # type: ignore[list-item]
+    assert str(info.value) == (
+        "secret #2: a secret must be a str (whsec_...) or bytes (a raw key),"
+        " not NoneType"
+    )
+    with pytest.raises(ValueError, match="secret #1: .* not int"):
+        verify_signature(BODY, headers_for(), secret=[7], now=NOW)  # type: ignore[list-item]
+
+
+def test_empty_list_of_secrets_is_refused() -> None:
+    with pytest.raises(ValueError, match="the list of secrets is empty"):
+        decode_secrets([])
+    with pytest.raises(ValueError, match="the list of secrets is empty"):
+        decode_secrets(())
+
+
+def test_tuple_of_secrets_is_a_rotation_list() -> None:
+    assert decode_secrets((SECRET, KEY)) == (KEY, KEY)
+
+
+def test_functional_api_keeps_no_keys_between_calls() -> None:
+    """Retired keys must not stay alive in a module-level cache."""
+    verify_signature(BODY, headers_for(), secret=SECRET, now=NOW)
+    verify_with_keys(BODY, headers_for(), [KEY], now=NOW)
+    cached = [
+        name
+        for name, value in vars(verify).items()
+        if hasattr(value, "cache_info") or hasattr(value, "cache_clear")
+    ]
+    assert cached == []
+
+
+def test_signed_headers_round_trip_through_us_and_the_sdk() -> None:
+    import time
+
+    before = int(time.time())
+    headers = signed_headers(BODY, secret=SECRET, webhook_id="wh_round_trip")
+    after = int(time.time())
+
+    assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert headers["webhook-id"] == "wh_round_trip"
+    assert before <= int(headers["webhook-timestamp"]) <= after
+    assert headers["webhook-signature"] == sign(
+        BODY,
+        secret=SECRET,
+        webhook_id="wh_round_trip",
+        timestamp=headers["webhook-timestamp"],
+    )
+    verify_signature(BODY, headers, secret=SECRET)
+    sdk_client().webhooks.verify_signature(BODY, headers, secret=SECRET)
+    standardwebhooks.Webhook(SECRET).verify(BODY, headers)
+
+
+def test_signed_headers_with_a_given_timestamp_and_text_body() -> None:
+    text = '{"type":"batch.completed","note":"é"}'
+    headers = signed_headers(text, secret=SECRET, webhook_id="wh_1", timestamp=NOW)
+    assert headers == signed_headers(
+        text.encode(), secret=SECRET, webhook_id="wh_1", timestamp=NOW
+    )
+    assert headers["webhook-timestamp"] == str(NOW)
+    verify_signature(text.encode(), headers, secret=SECRET, now=NOW)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        verify_signature(text, headers, secret=SECRET, now=NOW + 301)
+
+
+def test_signed_headers_signs_with_the_first_of_a_list() -> None:
+    import time
+
+    headers = signed_headers(BODY, secret=[OTHER_SECRET, SECRET], webhook_id="wh_2")
+    keys = decode_secrets([SECRET, OTHER_SECRET])
+    assert verify_with_keys(BODY, headers, keys).key_index == 1
+    sdk_client().webhooks.verify_signature(BODY, headers, secret=OTHER_SECRET)
+    with pytest.raises(WebhookVerificationError, match="no signature"):
+        verify_signature(BODY, headers, secret=SECRET, now=int(time.time()))
+
+
+def test_signed_headers_with_a_raw_bytes_key() -> None:
+    headers = signed_headers(BODY, secret=KEY, webhook_id="wh_3", timestamp=NOW)
+    assert headers == headers_for(webhook_id="wh_3")
+
+
+def test_signed_headers_checks_every_secret_in_the_list() -> None:
+    with pytest.raises(ValueError, match="secret #2: the secret is wrapped"):
+        signed_headers(BODY, secret=[SECRET, f'"{MARKED_SECRET}"'], webhook_id="wh_4")
 
 
 header_text = st.text(
@@ -396,7 +616,7 @@ def test_valid_deliveries_verify_with_us_and_the_sdk(
 
 
 @pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 200])
-def test_precomputed_hmac_matches_hmac_module_for_any_key_length(length: int) -> None:
+def test_verifier_matches_hmac_module_for_any_key_length(length: int) -> None:
     """Keys longer than SHA-256's block are hashed first (RFC 2104)."""
     key = bytes(range(256))[:length]
     secret = "whsec_" + base64.b64encode(key).decode()
