@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import typing as t
+
+from . import log as log
 from .blueprint import make_blueprint as make_blueprint
 from .errors import PermanentFailure as PermanentFailure
 from .errors import RetryLater as RetryLater
@@ -124,9 +127,19 @@ from .signals import safety_warning_issued as safety_warning_issued
 from .signals import webhook_failed as webhook_failed
 from .signals import webhook_received as webhook_received
 from .signals import webhook_rejected as webhook_rejected
+from .stores import DeliveryRecord as DeliveryRecord
 from .stores import DeliveryStore as DeliveryStore
-from .stores import MemoryStore as MemoryStore
-from .stores import RedisStore as RedisStore
-from .stores import SQLiteStore as SQLiteStore
+from .stores.memory import MemoryStore as MemoryStore
+from .stores.sqlite import SQLiteStore as SQLiteStore
 from .verify import sign as sign
 from .verify import verify_signature as verify_signature
+
+
+def __getattr__(name: str) -> t.Any:
+    # Stores whose driver is an optional extra: imported on first use, so
+    # importing the package never needs redis or SQLAlchemy.
+    if name in ("RedisStore", "SQLStore"):
+        from . import stores
+
+        return getattr(stores, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,24 +5,18 @@ A delivery goes through these steps, each of which can end it:
 1.  body read, up to the size limit (413);
 2.  headers and signature verified against the raw bytes (400);
 3.  body parsed into a typed event (400);
-4.  ``webhook-id`` claimed in the delivery store: already done (200,
-    nothing runs), in flight elsewhere (409), store down (503);
-5.  receivers run one by one; the outcome is recorded and turned into
-    200, 500 or 503.
+4.  claimed and logged in the delivery store, receivers run, outcome
+    recorded (:func:`~flask_openai_webhooks.process.process`): 200, 409, 500
+    or 503.
 
-Everything that becomes an HTTP answer goes through :func:`_answer` or
-:func:`_reject`, so the mapping lives in one place.
+Every HTTP answer is built by :func:`_answer` or :func:`_reject`, so the
+mapping from outcomes and errors to responses lives in one place.
 """
 
 from __future__ import annotations
 
-import collections.abc as c
-import contextlib
-import dataclasses
 import json
 import logging
-import math
-import os
 import time
 import typing as t
 
@@ -35,69 +29,46 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import verify
-from .dispatch import dispatch
-from .dispatch import DispatchResult
+from .cli import cli
+from .dispatch import notify
+from .errors import BodyTooLarge
 from .errors import StoreError
 from .errors import WebhookError
 from .models import parse_event
 from .models import UnknownWebhookEvent
-from .signals import event_signal
+from .observe import Watch
+from .process import delivery_of
+from .process import Outcome
+from .process import OUTCOME_STATUS
+from .process import process
 from .signals import webhook_rejected
+from .state import DEFAULT_URL
+from .state import EXTENSION_KEY
+from .state import resolve
+from .state import WebhookState
 from .stores import DeliveryStore
-from .stores import store_from_config
 
-logger = logging.getLogger("flask_openai_webhooks")
+logger = logging.getLogger(__name__.rpartition(".")[0])
 
-#: Where OpenAI deliveries are received unless ``url_prefix`` says otherwise.
-DEFAULT_URL = "/webhooks/openai"
-#: Real deliveries are well under 1 KiB; this leaves room for SIP headers.
-DEFAULT_MAX_BODY = 64 * 1024
-#: Seconds a delivery stays claimed while its receivers run. OpenAI expects
-#: an answer within seconds, so a lease this long only runs out when a
-#: worker died.
-DEFAULT_LEASE = 30
-#: Seconds a processed ``webhook-id`` is remembered: OpenAI's 72-hour retry
-#: window plus a day of margin.
-DEFAULT_RETENTION = 96 * 3600
-ON_ERROR_CHOICES = ("retry", "ack")
-
-EXTENSION_KEY = "openai_webhooks"
-
-_UNSET: t.Any = object()
-
-
-class BodyTooLarge(WebhookError):
-    """The body is over ``OPENAI_WEBHOOK_MAX_BODY``."""
-
-    code = "body_too_large"
-
-
-@dataclasses.dataclass
-class WebhookState:
-    """Per-app settings of one registered blueprint, resolved once at
-    registration. Kept in ``app.extensions["openai_webhooks"][name]``."""
-
-    name: str
-    #: Checks deliveries; holds the decoded keys and the tolerance. Never in
-    #: ``repr()``: error reporters that capture local variables (the view
-    #: holds this object) would send the keys off the machine.
-    verifier: verify.Verifier = dataclasses.field(repr=False)
-    max_body: int
-    store: DeliveryStore
-    lease: float
-    retention: float
-    on_error: str
-    secret_source: str
-
-    @property
-    def keys(self) -> tuple[bytes, ...]:
-        """The decoded HMAC keys, the one OpenAI signs with first."""
-        return self.verifier.keys
-
-    @property
-    def tolerance(self) -> int:
-        """Seconds a delivery's timestamp may be off, either way."""
-        return self.verifier.tolerance
+#: Seconds between two warnings about refused deliveries of one blueprint.
+REJECTION_WARNING_INTERVAL = 300.0
+#: Refusals that point at a configuration mistake rather than junk traffic.
+_LIKELY_MISCONFIGURED = {
+    "signature_mismatch": (
+        "no signature matches the configured secret: is OPENAI_WEBHOOK_SECRET"
+        " the signing secret of THIS endpoint (whsec_...), and does a proxy"
+        " change the body on its way (re-encoding JSON, adding a newline)?"
+        " 'flask openai-webhooks verify' checks a captured delivery"
+    ),
+    "timestamp_too_old": (
+        "the webhook-timestamp is outside the tolerance: is this server's clock"
+        " right ('flask openai-webhooks doctor' checks it)?"
+    ),
+    "timestamp_too_new": (
+        "the webhook-timestamp is in the future: is this server's clock right"
+        " ('flask openai-webhooks doctor' checks it)?"
+    ),
+}
 
 
 def make_blueprint(
@@ -106,10 +77,12 @@ def make_blueprint(
     secret: verify.SecretOrSecrets | None = None,
     tolerance: int | None = None,
     max_body: int | None = None,
-    store: str | DeliveryStore | None = None,
+    store: str | DeliveryStore | t.Any | None = None,
     lease: float | None = None,
     retention: float | None = None,
     on_error: str | None = None,
+    metrics: bool | t.Any | None = None,
+    tracing: bool | t.Any | None = None,
     url_prefix: str = DEFAULT_URL,
 ) -> Blueprint:
     """Make a blueprint that receives OpenAI webhooks at ``POST url_prefix``.
@@ -122,16 +95,32 @@ def make_blueprint(
     blueprint is registered (``OPENAI_WEBHOOK_SECRET``,
     ``OPENAI_WEBHOOK_TOLERANCE``, ``OPENAI_WEBHOOK_MAX_BODY``,
     ``OPENAI_WEBHOOK_STORE``, ``OPENAI_WEBHOOK_LEASE``,
-    ``OPENAI_WEBHOOK_RETENTION``, ``OPENAI_WEBHOOK_ON_ERROR``); the secret
+    ``OPENAI_WEBHOOK_RETENTION``, ``OPENAI_WEBHOOK_ON_ERROR``,
+    ``OPENAI_WEBHOOK_METRICS``, ``OPENAI_WEBHOOK_TRACING``); the secret
     falls back to the ``OPENAI_WEBHOOK_SECRET`` environment variable, as in
     the SDK. Give each blueprint its own ``name`` and secret to receive for
-    several OpenAI projects in one app.
+    several OpenAI projects in one app; receivers get the registered name as
+    their ``blueprint`` argument.
+
+    ``metrics`` is ``True`` for Prometheus metrics in ``prometheus_client``'s
+    default registry, or a ``CollectorRegistry`` (extra ``[prometheus]``);
+    ``tracing`` is ``True`` for OpenTelemetry spans from the global tracer
+    provider, or a ``TracerProvider`` (extra ``[otel]``). Both are off by
+    default, and cost nothing then.
+
+    The blueprint may be nested in another one, and registered more than
+    once under different names (``app.register_blueprint(bp, name="b",
+    url_prefix=...)``): each registration gets its own settings, kept under
+    its registered name.
 
     :raises RuntimeError: At registration, when the secret is missing or
         invalid or another setting is out of range. Failing at startup beats
         rejecting every delivery.
     """
-    bp = Blueprint(name, __name__, url_prefix=url_prefix)
+    # cli_group=None merges the "openai-webhooks" group into the app's
+    # commands, Flask's own way for a blueprint to bring commands.
+    bp = Blueprint(name, __name__, url_prefix=url_prefix, cli_group=None)
+    bp.cli.add_command(cli)
     overrides = {
         "SECRET": secret,
         "TOLERANCE": tolerance,
@@ -140,29 +129,34 @@ def make_blueprint(
         "LEASE": lease,
         "RETENTION": retention,
         "ON_ERROR": on_error,
+        "METRICS": metrics,
+        "TRACING": tracing,
     }
 
     def setup(setup_state: t.Any) -> None:
         app: Flask = setup_state.app
-        state = _resolve(app, name, overrides)
-        app.extensions.setdefault(EXTENSION_KEY, {})[name] = state
+        # The registered name, as Flask builds endpoints
+        # (BlueprintSetupState.add_url_rule): nesting and name= included.
+        registered = f"{setup_state.name_prefix}.{setup_state.name}".lstrip(".")
+        found = app.extensions.setdefault(EXTENSION_KEY, {})
+        if registered in found:
+            raise RuntimeError(
+                f"an OpenAI webhook blueprint named {registered!r} is already"
+                " registered on this app; pass name=... to register another"
+            )
+        state = resolve(app, registered, f"{registered}.receive", overrides)
+        found[registered] = state
         csrf = app.extensions.get("csrf")
         if csrf is not None:
             # Flask-WTF would reject every delivery: OpenAI sends no token.
             csrf.exempt(bp)
-        from .cli import cli
+        _warn_process_local(app, state)
 
-        app.cli.add_command(cli)
-
-    bp.record_once(setup)
-
-    def receive() -> ResponseReturnValue:
-        return _receive(current_app._get_current_object(), name)  # type: ignore[attr-defined, unused-ignore]
-
+    bp.record(setup)
     bp.add_url_rule(
         "",
         endpoint="receive",
-        view_func=receive,
+        view_func=_view,
         methods=["POST"],
         provide_automatic_options=False,
         # A url_prefix given with a trailing slash must not turn the bare
@@ -172,107 +166,34 @@ def make_blueprint(
     return bp
 
 
-def _resolve(app: Flask, name: str, overrides: c.Mapping[str, t.Any]) -> WebhookState:
-    def setting(key: str, default: t.Any = None) -> t.Any:
-        value = overrides[key]
-        if value is None:
-            value = app.config.get(f"OPENAI_WEBHOOK_{key}", default)
-        return value
+def _warn_process_local(app: Flask, state: WebhookState) -> None:
+    from .stores.memory import MemoryStore
 
-    secret = setting("SECRET")
-    source = "make_blueprint(secret=...)" if overrides["SECRET"] else "app.config"
-    if secret is None or secret == "":
-        secret = os.environ.get("OPENAI_WEBHOOK_SECRET") or None
-        source = "the OPENAI_WEBHOOK_SECRET environment variable"
-    if not secret:
-        raise RuntimeError(
-            f"OPENAI_WEBHOOK_SECRET is not set for blueprint {name!r}. Copy the"
-            " signing secret (whsec_...) of your endpoint from the OpenAI"
-            " dashboard into app.config['OPENAI_WEBHOOK_SECRET'] or the"
-            " OPENAI_WEBHOOK_SECRET environment variable."
+    if isinstance(state.store, MemoryStore) and not (app.debug or app.testing):
+        logger.warning(
+            "OpenAI webhook blueprint %r uses the memory store: it is private to"
+            " this process, so with several worker processes (gunicorn -w N) a"
+            " retry reaching another worker runs receivers again, and a restart"
+            " forgets the delivery log. Set OPENAI_WEBHOOK_STORE to"
+            " 'sqlite:///webhooks.db' (one machine), a redis:// URL, or your"
+            " PostgreSQL/MariaDB URL",
+            state.name,
         )
-    try:
-        keys = verify.decode_secrets(secret)
-    except ValueError as e:
-        raise RuntimeError(
-            f"OPENAI_WEBHOOK_SECRET for blueprint {name!r} is invalid: {e}."
-            " Copy the signing secret exactly as the OpenAI dashboard shows it."
-        ) from None
-    for index, key in enumerate(keys):
-        if len(key) < verify.MIN_RECOMMENDED_KEY_BYTES:
-            logger.warning(
-                "OPENAI_WEBHOOK_SECRET #%d for blueprint %r is only %d bytes;"
-                " at least %d random bytes are recommended",
-                index + 1,
-                name,
-                len(key),
-                verify.MIN_RECOMMENDED_KEY_BYTES,
-            )
-
-    tolerance = _number(
-        setting("TOLERANCE", verify.DEFAULT_TOLERANCE), "TOLERANCE", minimum=0
-    )
-    max_body = _number(setting("MAX_BODY", DEFAULT_MAX_BODY), "MAX_BODY", minimum=1)
-    lease = _number(setting("LEASE", DEFAULT_LEASE), "LEASE", minimum=0.001)
-    retention = _number(setting("RETENTION", DEFAULT_RETENTION), "RETENTION", minimum=1)
-    on_error = setting("ON_ERROR", "retry")
-    if on_error not in ON_ERROR_CHOICES:
-        raise RuntimeError(
-            f"OPENAI_WEBHOOK_ON_ERROR must be 'retry' or 'ack', not {on_error!r}"
-        )
-    try:
-        store = store_from_config(setting("STORE", "memory"))
-    except ValueError as e:
-        raise RuntimeError(f"OPENAI_WEBHOOK_STORE: {e}") from None
-    return WebhookState(
-        name=name,
-        verifier=verify.Verifier(keys, tolerance=int(tolerance)),
-        max_body=int(max_body),
-        store=store,
-        lease=float(lease),
-        retention=float(retention),
-        on_error=on_error,
-        secret_source=source,
-    )
 
 
-def _number(value: t.Any, key: str, *, minimum: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < minimum
-    ):
-        raise RuntimeError(
-            f"OPENAI_WEBHOOK_{key} must be a number >= {minimum}, not {value!r}"
-        )
-    return value
+def _view() -> ResponseReturnValue:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state: WebhookState = app.extensions[EXTENSION_KEY][request.blueprint]
+    observer = state.observer
+    if observer is None:
+        return _receive(app, state)
+    with observer.watch() as watch:
+        return _receive(app, state, watch)
 
 
-def get_state(app: Flask, name: str | None = None) -> WebhookState:
-    """The settings of a registered blueprint; the only one if ``name`` is
-    not given.
-
-    :raises LookupError: No such blueprint is registered on the app.
-    """
-    states: dict[str, WebhookState] = app.extensions.get(EXTENSION_KEY, {})
-    if name is None:
-        if len(states) == 1:
-            return next(iter(states.values()))
-        if not states:
-            raise LookupError("no OpenAI webhook blueprint is registered on this app")
-        raise LookupError(
-            f"several OpenAI webhook blueprints are registered ({', '.join(states)});"
-            " say which"
-        )
-    try:
-        return states[name]
-    except KeyError:
-        raise LookupError(f"no OpenAI webhook blueprint named {name!r}") from None
-
-
-def _receive(app: Flask, name: str) -> ResponseReturnValue:
-    state: WebhookState = app.extensions[EXTENSION_KEY][name]
+def _receive(
+    app: Flask, state: WebhookState, watch: Watch | None = None
+) -> ResponseReturnValue:
     try:
         # One byte over the limit: Werkzeug truncates a chunked body at the
         # limit instead of failing, so only a longer read tells them apart.
@@ -303,7 +224,9 @@ def _receive(app: Flask, name: str) -> ResponseReturnValue:
         )
         event = parse_event(body)
     except WebhookError as e:
-        return _reject(app, e)
+        return _reject(app, state, e, watch)
+    if watch is not None:
+        watch.verified(verified, event)
 
     webhook_id = verified.webhook_id
     if verified.key_index:
@@ -318,77 +241,16 @@ def _receive(app: Flask, name: str) -> ResponseReturnValue:
             webhook_id,
             event.type,
         )
-
-    store = state.store
-    try:
-        claim = store.claim(webhook_id, lease=state.lease, retention=state.retention)
-    except StoreError:
-        logger.exception("could not claim webhook-id %s", webhook_id)
-        return _answer(503, "store_unavailable", retry_after=5)
-    if claim.status == "done":
-        return _answer(200, "duplicate")
-    if claim.status == "in_flight":
-        return _answer(409, "in_flight", retry_after=math.ceil(state.lease))
-
-    def record(keys: list[str]) -> None:
-        # Best effort between receivers; whatever fails to be written here
-        # is written by finish, or the delivery is answered 503.
-        store.record(webhook_id, claim.token, keys)
-
-    started = time.monotonic()
-    try:
-        result = dispatch(
-            app,
-            event,
-            event_signal(event.type),
-            webhook_id=webhook_id,
-            skip=claim.done_receivers,
-            wrap=app.ensure_sync,
-            record=record,
-        )
-    except BaseException:
-        # A receiver raised past Exception (a worker timeout's SystemExit,
-        # a cancelled task): release the claim so OpenAI's retry runs now
-        # rather than after the lease, then let the server handle it.
-        with contextlib.suppress(Exception):
-            store.finish(
-                webhook_id, claim.token, [], done=False, retention=state.retention
-            )
-        raise
-    elapsed = time.monotonic() - started
-    if elapsed > state.lease:
-        logger.warning(
-            "receivers of webhook-id %s ran %.1f s, longer than"
-            " OPENAI_WEBHOOK_LEASE (%s s): a retry may have run them concurrently;"
-            " raise the lease or hand slow work to a queue",
-            webhook_id,
-            elapsed,
-            state.lease,
-        )
-    return _settle(state, webhook_id, claim.token, result)
-
-
-def _settle(
-    state: WebhookState, webhook_id: str, token: str, result: DispatchResult
-) -> ResponseReturnValue:
-    """Record the outcome and choose the status OpenAI will act on."""
-    unrecorded = [k for k in result.done if k not in result.recorded]
-    retry = bool(result.retryable) and state.on_error == "retry"
-    try:
-        state.store.finish(
-            webhook_id, token, unrecorded, done=not retry, retention=state.retention
-        )
-    except StoreError:
-        # The receivers ran but that could not be written down. Ask for a
-        # retry: running a receiver again beats losing the event.
-        logger.exception("could not record the outcome of webhook-id %s", webhook_id)
-        return _answer(503, "store_unavailable", retry_after=5)
-    if not retry:
-        return _answer(200, "processed")
-    after = result.retry_after
-    if after is not None:
-        return _answer(503, "retry_later", retry_after=after)
-    return _answer(500, "receiver_failed")
+    outcome = process(
+        app,
+        state,
+        event,
+        delivery_of(event, body, webhook_id),
+        wrap=app.ensure_sync,
+    )
+    if watch is not None:
+        watch.answered(outcome)
+    return _answer(outcome)
 
 
 _MESSAGES = {
@@ -400,38 +262,75 @@ _MESSAGES = {
 _JSON = "application/json"
 # Answers are a handful of constants: encode them once, not per delivery.
 _BODIES = {
-    **{key: json.dumps({"status": key}).encode() for key in ("processed", "duplicate")},
+    **{
+        key: json.dumps({"status": key}).encode()
+        for key in ("processed", "duplicate", "unhandled")
+    },
     **{
         key: json.dumps({"error": key, "message": message}).encode()
         for key, message in _MESSAGES.items()
     },
 }
+assert set(_BODIES) == set(OUTCOME_STATUS)
 
 
-def _answer(
-    status_code: int, outcome: str, *, retry_after: int | None = None
-) -> Response:
-    """Build the answer for an outcome of :func:`_receive`: a status such
-    as ``processed``, or an error name such as ``in_flight``."""
-    response = Response(_BODIES[outcome], status_code, content_type=_JSON)
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
+def _answer(outcome: Outcome) -> Response:
+    """The answer for an outcome of
+    :func:`~flask_openai_webhooks.process.process`."""
+    response = Response(_BODIES[outcome.name], outcome.status_code, content_type=_JSON)
+    if outcome.retry_after is not None:
+        response.headers["Retry-After"] = str(outcome.retry_after)
     return response
 
 
-def _reject(app: Flask, error: WebhookError) -> ResponseReturnValue:
-    """Refuse a delivery: log it, tell ``webhook_rejected``, answer 4xx.
+def _reject(
+    app: Flask, state: WebhookState, error: WebhookError, watch: Watch | None = None
+) -> Response:
+    """Refuse a delivery: log it, count it, tell ``webhook_rejected``,
+    answer 4xx.
 
     The message names the failed check and never echoes the secret, the
     expected signature or the body.
     """
-    status_code = 413 if isinstance(error, BodyTooLarge) else 400
-    logger.info("rejected an OpenAI webhook delivery: %s", error.message)
-    receivers = () if webhook_rejected.is_muted else webhook_rejected.receivers_for(app)
-    for fn in receivers:
-        try:
-            app.ensure_sync(fn)(app, error=error)
-        except Exception:
-            logger.exception("a webhook_rejected receiver raised; ignored")
+    _log_rejection(state, error)
+    header_id = request.headers.get(verify.HEADER_ID)
+    store = state.store
+    if watch is not None:
+        watch.rejected(error)
+        store = watch.observer.store_for(store)
+    try:
+        store.reject(error.code, header_id[:200] if header_id else None, time.time())
+    except StoreError:
+        logger.warning("could not count a refused delivery: the store is down")
+    notify(webhook_rejected, app, app.ensure_sync, error=error, blueprint=state.name)
     body = json.dumps({"error": error.code, "message": error.message})
-    return Response(body, status_code, content_type=_JSON)
+    return Response(body, error.status_code, content_type=_JSON)
+
+
+def _log_rejection(state: WebhookState, error: WebhookError) -> None:
+    """Refusals are INFO, since the internet sends junk; those that point at
+    a misconfiguration are a WARNING the first time, then at most once per
+    :data:`REJECTION_WARNING_INTERVAL`, with a count of those in between, so
+    that a wrong secret shows under any server's default logging without
+    flooding it.
+    """
+    hint = _LIKELY_MISCONFIGURED.get(error.code)
+    if hint is None:
+        logger.info("rejected an OpenAI webhook delivery: %s", error.message)
+        return
+    now = time.monotonic()
+    refused = state._refused
+    refused[error.code] = refused.get(error.code, 0) + 1
+    if now - state._warned_at < REJECTION_WARNING_INTERVAL:
+        logger.info("rejected an OpenAI webhook delivery: %s", error.message)
+        return
+    counts = ", ".join(f"{n} {code}" for code, n in refused.items())
+    refused.clear()
+    state._warned_at = now
+    logger.warning(
+        "blueprint %r refused deliveries (%s in the last %d s or since start): %s",
+        state.name,
+        counts,
+        int(REJECTION_WARNING_INTERVAL),
+        hint,
+    )

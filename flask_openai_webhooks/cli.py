@@ -6,7 +6,8 @@ Registering the blueprint adds this group to the app's CLI:
 -   ``send TYPE`` signs a sample event and delivers it, through the app
     itself or to a URL;
 -   ``verify`` checks a captured delivery offline;
--   ``doctor`` checks the setup and says how to fix what is wrong.
+-   ``doctor`` checks the setup and says how to fix what is wrong (the
+    checks are in :mod:`~flask_openai_webhooks.checks`).
 
 No command ever prints a secret or an expected signature.
 """
@@ -18,8 +19,6 @@ import datetime
 import difflib
 import http.client
 import json
-import re
-import time
 import typing as t
 import urllib.error
 import urllib.parse
@@ -32,38 +31,38 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import verify
-from .blueprint import get_state
-from .blueprint import WebhookState
+from .checks import Check
+from .checks import iter_checks
+from .cli_log import COMMANDS
+from .cli_reconcile import reconcile_command
 from .errors import WebhookError
 from .errors import WebhookPayloadError
 from .models import EVENT_TYPES
 from .models import parse_event
 from .models import UnknownWebhookEvent
+from .samples import encode_body
 from .samples import make_event
+from .samples import new_webhook_id
 from .signals import EVENT_SIGNALS
 from .signals import signal_name
 from .signals import webhook_received
-from .signals import webhook_rejected
-from .stores import MemoryStore
-from .stores import RedisStore
-from .testing import signed_request
-from .testing import webhook_url
+from .state import get_state
+from .state import webhook_url
+from .state import WebhookState
 
 cli = AppGroup(
     "openai-webhooks",
-    help="Inspect, exercise and check the OpenAI webhook endpoint of this app.",
+    help="Inspect, exercise and check the OpenAI webhook endpoint of this app,"
+    " and read and replay its delivery log.",
 )
+for _command in (*COMMANDS, reconcile_command):
+    cli.add_command(_command)
 
 _blueprint_option = click.option(
     "--blueprint",
     metavar="NAME",
     help="The webhook blueprint to use; needed only when several are registered.",
 )
-
-#: OpenAI webhooks did not exist before this year: a clock showing an
-#: earlier one is wrong, and every delivery would be "too new".
-_EARLIEST_YEAR = 2025
-_LATEST_YEAR = 2100
 
 
 def _app() -> Flask:
@@ -277,7 +276,10 @@ def send_command(
     state = _state(blueprint)
     event = make_event(event_type, **overrides)
     # OpenAI signs with the newest secret, the first one while rotating.
-    body, headers = signed_request(event, state.keys[0], webhook_id=webhook_id)
+    body = encode_body(event)
+    headers = verify.signed_headers(
+        body, secret=state.keys[0], webhook_id=webhook_id or new_webhook_id()
+    )
 
     if url is None:
         target = webhook_url(app, state.name)
@@ -459,286 +461,10 @@ def verify_command(
 # --------------------------------------------------------------------------
 
 
-class _Report:
-    """Prints one line per check and remembers whether one failed."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-
-    def __call__(
-        self, status: str, check: str, message: str, fix: str | None = None
-    ) -> None:
-        click.echo(f"{status:<4} {check}: {message}")
-        if fix:
-            click.echo(f"     fix: {fix}")
-        if status == "FAIL":
-            self.failures += 1
-
-
-def _check_secret(report: _Report, state: WebhookState) -> None:
-    keys = state.keys
-    count = _plural(len(keys), "key")
-    rotating = " (rotating: any of them verifies)" if len(keys) > 1 else ""
-    short = [
-        f"#{index + 1} ({len(key)} bytes)"
-        for index, key in enumerate(keys)
-        if len(key) < verify.MIN_RECOMMENDED_KEY_BYTES
-    ]
-    if short:
-        report(
-            "warn",
-            "secret",
-            f"{count} from {state.secret_source}{rotating}; short: {', '.join(short)}",
-            f"use the whsec_ secret the OpenAI dashboard generated; keys should be"
-            f" at least {verify.MIN_RECOMMENDED_KEY_BYTES} random bytes",
-        )
-    else:
-        shortest = min(len(key) for key in keys)
-        report(
-            "ok",
-            "secret",
-            f"{count} from {state.secret_source}{rotating}, {shortest}+ bytes each",
-        )
-
-
-def _check_route(report: _Report, app: Flask, state: WebhookState) -> None:
-    url = webhook_url(app, state.name)
-    # The probe is not a real delivery: keep it from the app's
-    # webhook_rejected receivers (alerting, metrics).
-    with webhook_rejected.muted():
-        response = app.test_client().post(
-            url, data=b"", content_type="application/json"
-        )
-    code = response.status_code
-    # The blueprint's own rejections are JSON with "error" and "message";
-    # a 400 from anything in front of it (CSRF protection) is not.
-    payload = response.get_json(silent=True) if response.is_json else None
-    error = None
-    if isinstance(payload, dict) and "message" in payload:
-        error = payload.get("error")
-    if code == 400 and error is not None:
-        report(
-            "ok",
-            "route",
-            f"POST {url} reaches the blueprint (an unsigned probe got 400 {error})",
-        )
-    elif 300 <= code < 400:
-        report(
-            "FAIL",
-            "route",
-            f"POST {url} is redirected ({code}) to {response.headers.get('Location')}",
-            "deliveries are not redirected: give OpenAI the final URL and make"
-            " sure nothing in front of the blueprint redirects (HTTPS, slashes)",
-        )
-    elif code == 404:
-        report(
-            "FAIL",
-            "route",
-            f"POST {url} is not found (404)",
-            "check SERVER_NAME, subdomains and anything rewriting paths",
-        )
-    elif code == 405:
-        report(
-            "FAIL",
-            "route",
-            f"POST {url} is not allowed (405): another route takes the path",
-            "give the blueprint its own url_prefix",
-        )
-    elif code == 400:
-        report(
-            "FAIL",
-            "route",
-            f"POST {url} got a 400 that is not from the blueprint"
-            f" (CSRF protection?): {_gist(response.get_data(as_text=True))}",
-            "exempt the blueprint from CSRF protection: csrf.exempt(blueprint)",
-        )
-    else:
-        report(
-            "FAIL",
-            "route",
-            f"POST {url} answered {response.status}, not the blueprint's 400",
-            "a before_request hook or middleware answers first: let webhook"
-            " deliveries through (they carry no cookie or token)",
-        )
-
-
-def _gist(text: str, limit: int = 100) -> str:
-    """The message of an error page: its first paragraph if it is HTML,
-    as Werkzeug's are, on one short line."""
-    found = re.search(r"<p>(.*?)</p>", text, re.DOTALL | re.IGNORECASE)
-    if found:
-        text = found.group(1)
-    text = " ".join(re.sub(r"<[^>]+>", " ", text).split())
-    if not text:
-        return "empty body"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_csrf(report: _Report, app: Flask, state: WebhookState) -> None:
-    csrf = app.extensions.get("csrf")
-    if csrf is None:
-        report("ok", "csrf", "Flask-WTF CSRF protection is not in use")
-        return
-    # Flask-WTF 1.x keeps exemptions in these private sets; if they are
-    # gone, say so rather than guess.
-    blueprints = getattr(csrf, "_exempt_blueprints", None)
-    views = getattr(csrf, "_exempt_views", None)
-    if blueprints is None or views is None:
-        report(
-            "warn",
-            "csrf",
-            "Flask-WTF CSRF protection is in use; this version does not say what"
-            " is exempt",
-            "make sure of csrf.exempt(blueprint); the route check tells too",
-        )
-        return
-    view = app.view_functions.get(f"{state.name}.receive")
-    location = f"{view.__module__}.{view.__name__}" if view is not None else None
-    if app.blueprints.get(state.name) in blueprints or location in views:
-        report("ok", "csrf", "the blueprint is exempt from Flask-WTF CSRF protection")
-    elif not (
-        app.config.get("WTF_CSRF_ENABLED", True)
-        and app.config.get("WTF_CSRF_CHECK_DEFAULT", True)
-    ):
-        report(
-            "warn",
-            "csrf",
-            "the blueprint is not exempt from Flask-WTF CSRF protection, which is"
-            " switched off by config here",
-            "csrf.exempt(blueprint), in case the config differs in production",
-        )
-    else:
-        report(
-            "FAIL",
-            "csrf",
-            "Flask-WTF CSRF protection rejects every delivery: the blueprint is"
-            " not exempt",
-            "csrf.exempt(blueprint), or set up CSRFProtect before registering the"
-            " blueprint, which then exempts itself",
-        )
-
-
-def _check_store(report: _Report, state: WebhookState) -> None:
-    store = state.store
-    try:
-        description = store.describe()
-        store.ping()
-    except Exception as e:
-        # Reporting is the point here: any error the store raises is the
-        # diagnosis, not a crash.
-        report(
-            "FAIL",
-            "store",
-            f"cannot be reached: {e}",
-            "start the server or fix OPENAI_WEBHOOK_STORE; meanwhile every"
-            " delivery is answered 503 and retried by OpenAI",
-        )
-        return
-    if isinstance(store, MemoryStore):
-        report(
-            "warn",
-            "store",
-            f"{description}: duplicates are only caught within this process",
-            "with several workers or servers, set OPENAI_WEBHOOK_STORE to a"
-            " redis:// URL (or sqlite:///path on one machine)",
-        )
-    else:
-        report("ok", "store", f"{description} answers")
-
-
-def _check_clock(report: _Report, state: WebhookState) -> None:
-    now = time.time()
-    year = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc).year
-    if not _EARLIEST_YEAR <= year <= _LATEST_YEAR:
-        report(
-            "FAIL",
-            "clock",
-            f"this machine's clock says {_iso(now)}",
-            "synchronise the clock (NTP): deliveries more than"
-            f" {state.tolerance} s off are rejected",
-        )
-        return
-    store = state.store
-    if isinstance(store, RedisStore):
-        try:
-            seconds, micros = store.client.time()
-        except Exception:
-            # The store check has already reported why.
-            report(
-                "ok",
-                "clock",
-                f"{_iso(now)} (tolerance {state.tolerance} s); not compared with"
-                " the Redis server's clock, which did not answer",
-            )
-            return
-        # Rounded first, so that a tiny negative skew does not print as -0.0.
-        skew = round(now - (seconds + micros / 1e6), 1) + 0.0
-        if abs(skew) >= state.tolerance:
-            report(
-                "FAIL",
-                "clock",
-                f"{_iso(now)}, {skew:+.1f} s from the Redis server's clock, more"
-                f" than the {state.tolerance} s tolerance",
-                "synchronise the clocks (NTP) of this machine and the Redis server",
-            )
-            return
-        report(
-            "ok",
-            "clock",
-            f"{_iso(now)}, {skew:+.1f} s from the Redis server's clock"
-            f" (tolerance {state.tolerance} s)",
-        )
-        return
-    report("ok", "clock", f"{_iso(now)} (tolerance {state.tolerance} s)")
-
-
-def _check_receivers(report: _Report, app: Flask) -> None:
-    missing = [
-        event_type
-        for event_type, signal in sorted(EVENT_SIGNALS.items())
-        if not _receiver_count(signal, app)
-    ]
-    catch_all = _receiver_count(webhook_received, app)
-    total = len(EVENT_SIGNALS)
-    if not missing:
-        report("ok", "receivers", f"every one of the {total} event types has one")
-    elif len(missing) == total and not catch_all:
-        report(
-            "warn",
-            "receivers",
-            "none connected: deliveries are verified and acknowledged, and nothing"
-            " runs",
-            "connect receivers in a module the app imports, e.g."
-            " @receiver('batch.*') from flask_openai_webhooks.signals",
-        )
-    else:
-        heard = (
-            f"; webhook_received ({_plural(catch_all, 'receiver')}) hears them"
-            if catch_all
-            else ""
-        )
-        report(
-            "info",
-            "receivers",
-            f"{len(missing)} of {total} event types have none{heard}:"
-            f" {', '.join(_families(missing))}",
-        )
-
-
-def _families(event_types: list[str]) -> list[str]:
-    """Shorten a list of types: a family that is complete, say every
-    ``batch.`` type, becomes ``batch.*``, a pattern :func:`receiver` takes.
-    """
-    result: list[str] = []
-    for event_type in event_types:
-        family = event_type.split(".")[0]
-        members = [name for name in EVENT_SIGNALS if name.split(".")[0] == family]
-        if all(name in event_types for name in members) and len(members) > 1:
-            if f"{family}.*" not in result:
-                result.append(f"{family}.*")
-        else:
-            result.append(event_type)
-    return result
+def _echo_check(check: Check) -> None:
+    click.echo(f"{check.level:<4} {check.name}: {check.message}")
+    if check.fix:
+        click.echo(f"     fix: {check.fix}")
 
 
 @cli.command("doctor")
@@ -753,23 +479,22 @@ def doctor_command(blueprint: str | None) -> None:
     so your receivers do not count it.
     """
     app = _app()
-    report = _Report()
     try:
         state = get_state(app, blueprint)
     except LookupError as e:
-        report(
-            "FAIL",
-            "blueprint",
-            str(e),
-            "app.register_blueprint(make_blueprint()), or pass --blueprint NAME",
+        _echo_check(
+            Check(
+                "FAIL",
+                "blueprint",
+                str(e),
+                "app.register_blueprint(make_blueprint()), or pass --blueprint NAME",
+            )
         )
         raise click.exceptions.Exit(1) from None
-    _check_secret(report, state)
-    _check_route(report, app, state)
-    _check_csrf(report, app, state)
-    _check_store(report, state)
-    _check_clock(report, state)
-    _check_receivers(report, app)
-    if report.failures:
-        click.echo(f"\n{_plural(report.failures, 'check')} failed.")
+    failures = 0
+    for check in iter_checks(app, state):
+        _echo_check(check)
+        failures += check.failed
+    if failures:
+        click.echo(f"\n{_plural(failures, 'check')} failed.")
         raise click.exceptions.Exit(1)

@@ -1,34 +1,51 @@
 """Run an event's receivers one by one, so that one failure cannot hide
-another, and keep track of which succeeded.
+another, and report each result to the attempt that owns the delivery.
 
 blinker's ``send`` stops at the first exception and says nothing about which
-receivers ran. Here every receiver runs, each success is remembered by a
-stable key, and failures are returned for the blueprint to turn into a
-status code. No Flask import: the caller passes the sender and the wrapper
-that makes ``async def`` receivers callable.
+receivers ran. Here every receiver runs, each result is handed to the
+:class:`~flask_openai_webhooks.attempt.Attempt` under a stable key, and
+failures are returned for the caller to turn into an outcome. No Flask
+import: the caller passes the sender and the wrapper that makes
+``async def`` receivers callable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc as c
 import dataclasses
 import inspect
 import logging
+import time
 import typing as t
 import weakref
 
 from blinker import NamedSignal
 
+from .attempt import Attempt
 from .errors import PermanentFailure
 from .errors import RetryLater
-from .errors import StoreError
+from .signals import EVENT_SIGNALS
 from .signals import webhook_failed
 from .signals import webhook_received
 
-logger = logging.getLogger("flask_openai_webhooks")
+if t.TYPE_CHECKING:
+    from .observe import Observer
+
+logger = logging.getLogger(__name__.rpartition(".")[0])
 
 Receiver = c.Callable[..., t.Any]
+Wrap = c.Callable[[Receiver], Receiver]
+
+
+class _Queued:
+    def __repr__(self) -> str:
+        return "QUEUED"
+
+
+#: Returned by a receiver that handed the work to a task queue (see
+#: :func:`flask_openai_webhooks.celery.enqueue`): its result is logged as
+#: ``queued`` until the task settles it, and a retry does not run it again.
+QUEUED: t.Any = _Queued()
 
 
 @dataclasses.dataclass
@@ -48,16 +65,15 @@ class Failure:
 class DispatchResult:
     """What happened to one delivery's receivers."""
 
-    #: Keys of receivers that succeeded in this attempt, or failed with
-    #: :exc:`PermanentFailure`: neither must run again.
-    done: list[str] = dataclasses.field(default_factory=list)
-    #: Keys of earlier successes that were already written to the store.
-    recorded: list[str] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
+    #: Receivers called in this attempt.
+    ran: int = 0
+    #: Receivers connected for the event, skipped ones included.
+    connected: int = 0
 
     @property
     def retryable(self) -> list[Failure]:
-        """Failures that should make OpenAI deliver again."""
+        """Failures that should make the sender deliver again."""
         return [f for f in self.failures if not f.permanent]
 
     @property
@@ -98,18 +114,11 @@ def _receiver_info(signal: NamedSignal, receiver: Receiver) -> tuple[str, bool]:
     return info
 
 
-def _receiver_id(receiver: Receiver) -> t.Hashable:
-    """The id blinker files a receiver under (``blinker._utilities.make_id``)."""
-    if inspect.ismethod(receiver):
-        return id(receiver.__func__), id(receiver.__self__)
-    return id(receiver)
-
-
 def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
     """A name for a receiver that is the same in every worker process and
     across restarts: the signal, the module and the qualified name.
 
-    It is what the store records, so renaming or moving a receiver function
+    It is what the log records, so renaming or moving a receiver function
     makes it a new receiver, which runs for events retried after the change.
     """
     target = getattr(receiver, "__func__", receiver)
@@ -118,12 +127,19 @@ def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
     return f"{signal.name}:{module}.{name}"
 
 
+def signals_for(event_type: str) -> list[NamedSignal]:
+    """The signals a delivery of ``event_type`` is sent to, in order: its
+    per-type signal (none for unknown types), then :data:`webhook_received`."""
+    signal = EVENT_SIGNALS.get(event_type)
+    return [webhook_received] if signal is None else [signal, webhook_received]
+
+
 def receivers_of(
     signals: c.Iterable[NamedSignal], sender: t.Any
 ) -> list[tuple[str, Receiver, bool]]:
     """The receivers to call for an event, with their keys and whether they
-    are ``async def``: the per-type signal's first, each signal's in the
-    order they were connected.
+    are ``async def``: each signal's in connection order (the signals use
+    an ordered ``set_class``, see :mod:`~flask_openai_webhooks.signals`).
 
     Two receivers with the same name (say, closures made in a loop) get
     ``#2``, ``#3`` suffixes in connection order, which is the same in every
@@ -134,16 +150,7 @@ def receivers_of(
     for signal in signals:
         if signal.is_muted or not signal.receivers:
             continue
-        fns = list(signal.receivers_for(sender))
-        if len(fns) > 1:
-            # blinker yields from a set of ids, an order that differs from
-            # process to process; connection order is the same everywhere,
-            # which the #N keys below rely on.
-            # A copy: blinker edits the dict when a weak receiver dies or
-            # another thread connects one.
-            position = {rid: i for i, rid in enumerate(tuple(signal.receivers))}
-            fns.sort(key=lambda fn: position.get(_receiver_id(fn), len(position)))
-        for fn in fns:
+        for fn in signal.receivers_for(sender):
             key, is_async = _receiver_info(signal, fn)
             count = seen.get(key, 0) + 1
             seen[key] = count
@@ -151,77 +158,118 @@ def receivers_of(
     return found
 
 
+def has_any_receiver(sender: t.Any) -> bool:
+    """Whether any event receiver at all is connected for ``sender``: a
+    per-type signal's or :data:`webhook_received`'s. When none is, the
+    receivers module was most likely never imported."""
+    signals = (*EVENT_SIGNALS.values(), webhook_received)
+    return any(
+        not s.is_muted and any(True for _ in s.receivers_for(sender)) for s in signals
+    )
+
+
+def notify(signal: NamedSignal, sender: t.Any, wrap: Wrap, **kwargs: t.Any) -> None:
+    """Send a meta-signal (rejected, failed) to each receiver and log what
+    they raise: a broken error reporter must not change the answer."""
+    if signal.is_muted:
+        return
+    for fn in signal.receivers_for(sender):
+        try:
+            wrap(fn)(sender, **kwargs)
+        except Exception:
+            logger.exception("a %s receiver raised; ignored", signal.name)
+
+
 def dispatch(
     sender: t.Any,
     event: t.Any,
-    signal: NamedSignal | None,
     *,
     webhook_id: str,
+    blueprint: str,
+    attempt: Attempt,
+    wrap: Wrap,
     skip: c.Container[str] = frozenset(),
-    wrap: c.Callable[[Receiver], Receiver] | None = None,
-    record: c.Callable[[list[str]], None] | None = None,
+    only: str | None = None,
+    observer: Observer | None = None,
 ) -> DispatchResult:
-    """Call the per-type signal's receivers, then :data:`webhook_received`'s.
+    """Call the per-type signal's receivers, then :data:`webhook_received`'s,
+    each once, reporting every result to ``attempt``.
 
     :param sender: The app, passed as the first argument to receivers.
     :param event: The verified event model.
-    :param signal: The per-type signal, or ``None`` for unknown types.
-    :param skip: Keys of receivers that already succeeded for this
-        ``webhook_id`` in an earlier attempt.
+    :param blueprint: The registered name of the receiving blueprint,
+        passed to receivers.
+    :param attempt: Owns the delivery's results and writes them.
     :param wrap: Turns an ``async def`` function into a plain callable; the
-        blueprint passes ``app.ensure_sync``. The default runs it with
-        :func:`asyncio.run`.
-    :param record: Persists successes before the next receiver runs, so a
-        crash part-way does not re-run the receivers that finished. The
-        successes of the last receivers are left for the caller to record
-        together with the outcome, saving a round trip to the store.
+        blueprint passes ``app.ensure_sync``.
+    :param skip: Keys of receivers not to run (they succeeded before).
+    :param only: Run only the receiver with this key (a targeted replay).
+    :param observer: The blueprint's metrics and traces, if any: when it
+        traces, each receiver run gets a span (metrics count the results
+        once the delivery is settled, in ``process``).
     """
-    if wrap is None:
-        wrap = _run_async
-    signals = [webhook_received] if signal is None else [signal, webhook_received]
     result = DispatchResult()
-    pending: list[str] = []
-    for key, fn, is_async in receivers_of(signals, sender):
-        if key in skip:
+    for key, fn, is_async in receivers_of(signals_for(event.type), sender):
+        result.connected += 1
+        if key in skip or (only is not None and key != only):
             continue
-        if pending and record is not None:
-            try:
-                record(pending)
-            except StoreError:
-                # Not fatal: the keys stay pending and go to the final write.
-                logger.warning(
-                    "could not record receivers of webhook-id %s yet", webhook_id
-                )
-            else:
-                result.recorded.extend(pending)
-                pending = []
-        try:
-            returned = (wrap(fn) if is_async else fn)(
-                sender, event=event, webhook_id=webhook_id
+        attempt.before_receiver()
+        result.ran += 1
+        if observer is None or observer.tracing is None:
+            failure = _run(
+                sender, event, webhook_id, blueprint, attempt, wrap, key, fn, is_async
             )
-            if inspect.isawaitable(returned):
-                # An async callable that is not an ``async def`` function
-                # (a class with ``async def __call__``, a decorated
-                # coroutine): run what it returned, or it never runs.
-                wrap(_wait_for)(returned)
-        except Exception as e:
-            failure = Failure(key, fn, e)
-            result.failures.append(failure)
-            if failure.permanent:
-                result.done.append(key)
-                pending.append(key)
-            _report(sender, event, webhook_id, failure, wrap)
         else:
-            result.done.append(key)
-            pending.append(key)
+            with observer.receiving(key, event, webhook_id) as span:
+                failure = _run(
+                    sender,
+                    event,
+                    webhook_id,
+                    blueprint,
+                    attempt,
+                    wrap,
+                    key,
+                    fn,
+                    is_async,
+                )
+                observer.ran(span, attempt.results[-1], failure)
+        if failure is not None:
+            result.failures.append(failure)
     return result
 
 
-def _run_async(fn: Receiver) -> Receiver:
-    """Outside Flask, run an ``async def`` receiver in its own event loop."""
-    if not inspect.iscoroutinefunction(fn):
-        return fn
-    return lambda *args, **kwargs: asyncio.run(fn(*args, **kwargs))
+def _run(
+    sender: t.Any,
+    event: t.Any,
+    webhook_id: str,
+    blueprint: str,
+    attempt: Attempt,
+    wrap: Wrap,
+    key: str,
+    fn: Receiver,
+    is_async: bool,
+) -> Failure | None:
+    """Run one receiver and hand its result to ``attempt``. A failure is
+    logged and sent to ``webhook_failed`` (inside the receiver's span, so an
+    error reporter sees its trace) and returned."""
+    started = time.monotonic()
+    try:
+        returned = (wrap(fn) if is_async else fn)(
+            sender, event=event, webhook_id=webhook_id, blueprint=blueprint
+        )
+        if inspect.isawaitable(returned):
+            # An async callable that is not an ``async def`` function
+            # (a class with ``async def __call__``, a decorated
+            # coroutine): run what it returned, or it never runs.
+            returned = wrap(_wait_for)(returned)
+    except Exception as e:
+        attempt.ran(attempt.result_for(key, started, e))
+        failure = Failure(key, fn, e)
+        _report(sender, event, webhook_id, blueprint, failure, wrap)
+        return failure
+    outcome: t.Literal["queued", "ok"] = "queued" if returned is QUEUED else "ok"
+    attempt.ran(attempt.result_for(key, started, outcome=outcome))
+    return None
 
 
 async def _wait_for(awaitable: c.Awaitable[t.Any]) -> t.Any:
@@ -232,15 +280,16 @@ def _report(
     sender: t.Any,
     event: t.Any,
     webhook_id: str,
+    blueprint: str,
     failure: Failure,
-    wrap: c.Callable[[Receiver], Receiver],
+    wrap: Wrap,
 ) -> None:
     exc = failure.exception
     if isinstance(exc, PermanentFailure):
         logger.warning(
             "receiver %s gave up on %s (webhook-id %s): %s",
             failure.key,
-            getattr(event, "type", "?"),
+            event.type,
             webhook_id,
             exc.reason or "permanent failure",
         )
@@ -248,7 +297,7 @@ def _report(
         logger.warning(
             "receiver %s asked to retry %s (webhook-id %s) after %s s: %s",
             failure.key,
-            getattr(event, "type", "?"),
+            event.type,
             webhook_id,
             exc.after,
             exc.reason,
@@ -257,20 +306,17 @@ def _report(
         logger.error(
             "receiver %s failed on %s (webhook-id %s)",
             failure.key,
-            getattr(event, "type", "?"),
+            event.type,
             webhook_id,
             exc_info=exc,
         )
-    if webhook_failed.is_muted:
-        return
-    for fn in webhook_failed.receivers_for(sender):
-        try:
-            wrap(fn)(
-                sender,
-                event=event,
-                webhook_id=webhook_id,
-                receiver=failure.receiver,
-                exception=exc,
-            )
-        except Exception:
-            logger.exception("a webhook_failed receiver raised; ignored")
+    notify(
+        webhook_failed,
+        sender,
+        wrap,
+        event=event,
+        webhook_id=webhook_id,
+        blueprint=blueprint,
+        receiver=failure.receiver,
+        exception=exc,
+    )

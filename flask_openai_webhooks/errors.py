@@ -17,6 +17,8 @@ class WebhookError(Exception):
     """
 
     code: str = "invalid_webhook"
+    #: The HTTP status the blueprint answers with.
+    status_code: int = 400
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -43,6 +45,13 @@ class WebhookPayloadError(WebhookError, ValueError):
     """
 
     code = "invalid_payload"
+
+
+class BodyTooLarge(WebhookError):
+    """The body is over ``OPENAI_WEBHOOK_MAX_BODY``."""
+
+    code = "body_too_large"
+    status_code = 413
 
 
 class StoreError(Exception):

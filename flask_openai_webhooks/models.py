@@ -1392,3 +1392,17 @@ def _short(text: str, limit: int = 64) -> str:
         text = f"{text[: limit - 3]}..."
 
     return text if text.isprintable() else repr(text)
+
+
+def object_id_of(event: WebhookEvent) -> str | None:
+    """The id of the object an event names, for the delivery log and for
+    fetching it: ``data.id`` (batches, responses, jobs, runs, sessions,
+    alerts), ``data.call_id`` (realtime calls) or ``data.session_id`` (live
+    transports); ``None`` when the event names none.
+    """
+    data = event.data
+    for name in ("id", "call_id", "session_id"):
+        value = data.get(name) if isinstance(data, dict) else getattr(data, name, None)
+        if isinstance(value, str):
+            return value
+    return None

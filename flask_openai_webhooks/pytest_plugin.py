@@ -21,19 +21,24 @@ registered, and use ``client`` and these side by side.
 ``openai_webhooks``
     A :class:`~flask_openai_webhooks.testing.WebhookClient` bound to
     pytest-flask's ``client``. It signs with the app's own secret and posts
-    to the blueprint's URL: ``.send(type, **overrides)`` builds a sample
-    event, ``.post(payload)`` posts a dict or raw body, ``.headers(body)``
-    signs a body, ``.make_event(type, **overrides)`` builds a payload
-    without sending it. If the app has several webhook blueprints, override
-    the fixture and pass ``blueprint=``.
+    to the blueprint's URL: ``.send(type, **overrides)`` builds and posts a
+    sample event; ``.send(payload)`` posts a dict or raw body (see
+    :func:`~flask_openai_webhooks.testing.post_event`). If the app has
+    several webhook blueprints, override the fixture and pass
+    ``blueprint=``.
 
 ``webhook_signals``
     A :class:`~flask_openai_webhooks.testing.SignalRecorder` recording the
     package's signals sent for ``app`` during the test: ``.names``,
     ``.types``, ``.events``, ``.rejected``, ``.failed``.
 
-The fixtures need pytest-flask (``pip install pytest-flask``), which
-provides ``client`` from your ``app`` fixture.
+The fixtures need pytest-flask, which provides ``client`` from your ``app``
+fixture: ``pip install Flask-OpenAI-Webhooks[testing]`` brings it.
+
+A fixed ``webhook_id`` is remembered by the app's store: give each test its
+own store (``OPENAI_WEBHOOK_STORE = f"sqlite:///{tmp_path}/webhooks.db"``,
+or the default memory store in a fresh app), or the second run of a test
+sees a duplicate.
 """
 
 from __future__ import annotations

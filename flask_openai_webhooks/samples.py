@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import secrets
 import string
 import time
@@ -16,7 +17,13 @@ import typing as t
 
 from .models import EVENT_TYPES
 
-__all__ = ["KNOWN_EVENT_TYPES", "make_event", "sip_headers"]
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "encode_body",
+    "make_event",
+    "new_webhook_id",
+    "sip_headers",
+]
 
 KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(sorted(EVENT_TYPES))
 """Every event type :func:`make_event` builds without ``allow_unknown``."""
@@ -277,3 +284,27 @@ def deep_merge(target: dict[str, t.Any], overrides: t.Mapping[str, t.Any]) -> No
             deep_merge(current, value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+def encode_body(body: bytes | str | t.Mapping[str, t.Any]) -> bytes:
+    """Return the exact bytes to send and to sign for a body.
+
+    A mapping is encoded as compact JSON (no spaces), UTF-8, the way OpenAI
+    sends events. The signature covers these bytes, so post exactly what
+    this returns: any other serialisation of the same dict will not verify.
+    """
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def new_webhook_id() -> str:
+    """Return a fresh random ``webhook-id`` shaped like OpenAI's, for example
+    ``wh_685342e6c53c8190a1be43f081506c52``.
+
+    Every call gives a new one, so two posts of the same event are two
+    deliveries, not a retry. Pass the same id twice to test a retry.
+    """
+    return "wh_" + secrets.token_hex(16)

@@ -5,12 +5,18 @@ global one, so no other library can collide with these names. The sender is
 always the Flask application object (never the ``current_app`` proxy), so
 ``signal.connect_via(app)`` only hears deliveries made to that app.
 
-Per-type receivers are called as ``receiver(app, event=..., webhook_id=...)``:
+Per-type receivers are called as
+``receiver(app, event=..., webhook_id=..., blueprint=...)``:
 
 -   ``event`` is the verified, typed model, for example a
     :class:`~flask_openai_webhooks.models.BatchCompletedWebhookEvent`;
 -   ``webhook_id`` is the ``webhook-id`` header, the same on every retry of
-    one event: the natural idempotency key for your own side effects.
+    one event: the natural idempotency key for your own side effects;
+-   ``blueprint`` is the registered name of the blueprint that received it,
+    so an app with one blueprint per OpenAI project can route events.
+
+Receivers of a signal run in the order they were connected: those connected
+for any sender first, then those connected for the app.
 
 Always end a receiver's signature in ``**extra``: new keyword arguments may be
 added in a minor release. Return values are ignored.
@@ -35,7 +41,69 @@ from blinker import ANY
 from blinker import NamedSignal
 from blinker import Namespace
 
-_signals = Namespace()
+
+class _OrderedSet(set[t.Any]):
+    """A set that iterates in insertion order.
+
+    blinker documents :attr:`blinker.Signal.set_class` for exactly this:
+    "if receivers must be dispatched in the order they were connected, an
+    ordered set implementation can be used". Receivers then run in
+    connection order in every worker, which the ``#2``, ``#3`` suffixes of
+    same-named receivers' keys rely on.
+    """
+
+    def __init__(self, items: c.Iterable[t.Any] = ()) -> None:
+        super().__init__()
+        self._order: dict[t.Any, None] = {}
+        for item in items:
+            self.add(item)
+
+    def add(self, item: t.Any) -> None:
+        super().add(item)
+        self._order[item] = None
+
+    def discard(self, item: t.Any) -> None:
+        super().discard(item)
+        self._order.pop(item, None)
+
+    def remove(self, item: t.Any) -> None:
+        super().remove(item)
+        del self._order[item]
+
+    def pop(self) -> t.Any:
+        item = next(iter(self._order))
+        self.remove(item)
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self._order.clear()
+
+    def copy(self) -> _OrderedSet:
+        return _OrderedSet(self._order)
+
+    def __iter__(self) -> c.Iterator[t.Any]:
+        return iter(tuple(self._order))
+
+    def __or__(self, other: c.Iterable[t.Any]) -> _OrderedSet:
+        union = _OrderedSet(self._order)
+        for item in other:
+            union.add(item)
+        return union
+
+
+class _OrderedSignal(NamedSignal):
+    set_class = _OrderedSet
+
+
+class _Namespace(Namespace):
+    def signal(self, name: str, doc: str | None = None) -> NamedSignal:
+        if name not in self:
+            self[name] = _OrderedSignal(name, doc)
+        return self[name]
+
+
+_signals = _Namespace()
 
 F = t.TypeVar("F", bound=c.Callable[..., t.Any])
 
@@ -45,21 +113,21 @@ webhook_received = _signals.signal(
     unknown event types included, after the per-type signal. Duplicates of a
     delivery already processed are not sent again. Sender: the app. Kwargs:
     ``event`` (a :data:`~flask_openai_webhooks.models.WebhookEvent`),
-    ``webhook_id``.""",
+    ``webhook_id``, ``blueprint``.""",
 )
 webhook_rejected = _signals.signal(
     "webhook-rejected",
     doc="""Sent for every refused delivery: bad or missing headers, a
     signature that does not match, a timestamp outside the tolerance, an
-    oversized or malformed body. Sender: the app. Kwarg: ``error``, a
+    oversized or malformed body. Sender: the app. Kwargs: ``blueprint`` and ``error``, a
     :exc:`~flask_openai_webhooks.errors.WebhookError` whose message names the
     failed check. No other signal is sent for the delivery.""",
 )
 webhook_failed = _signals.signal(
     "webhook-failed",
     doc="""Sent once for each receiver that raised while handling an event.
-    Sender: the app. Kwargs: ``event``, ``webhook_id``, ``receiver`` (the
-    function) and ``exception``. Use it to report errors; an exception raised
+    Sender: the app. Kwargs: ``event``, ``webhook_id``, ``blueprint``, ``receiver``
+    (the function) and ``exception``. Use it to report errors; an exception raised
     here is logged and otherwise ignored.""",
 )
 
@@ -159,6 +227,12 @@ def receiver(*patterns: str, sender: t.Any = ANY) -> c.Callable[[F], F]:
     :param sender: Only hear deliveries to this app. Defaults to any app.
     :raises ValueError: A pattern matches no known type.
     """
+    if patterns and callable(patterns[0]):
+        raise TypeError(
+            "receiver() takes event types: write @receiver('batch.*') or"
+            " @receiver('batch.completed'), with the parentheses and a pattern,"
+            " not a bare @receiver"
+        )
     event_types = match_event_types(*patterns)
 
     def decorator(fn: F) -> F:

@@ -29,24 +29,23 @@ import collections.abc as c
 import contextlib
 import copy
 import dataclasses
-import json
-import secrets
-import time
 import typing as t
 
 from blinker import ANY
 from blinker import NamedSignal
 from flask import Flask
-from flask import url_for
 
 from . import verify
-from .blueprint import get_state
 from .samples import deep_merge
+from .samples import encode_body as encode_body
 from .samples import make_event as make_event
+from .samples import new_webhook_id as new_webhook_id
 from .signals import EVENT_SIGNALS
 from .signals import webhook_failed
 from .signals import webhook_received
 from .signals import webhook_rejected
+from .state import get_state
+from .state import webhook_url as webhook_url
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask.testing import FlaskClient
@@ -62,37 +61,12 @@ __all__ = [
     "new_webhook_id",
     "post_event",
     "signed_headers",
-    "signed_request",
     "webhook_url",
 ]
 
 #: What can be signed: raw bytes as sent, text (encoded as UTF-8), or a
 #: payload dict (encoded compactly by :func:`encode_body`).
 Body: t.TypeAlias = bytes | str | c.Mapping[str, t.Any]
-
-
-def new_webhook_id() -> str:
-    """Return a fresh random ``webhook-id`` shaped like OpenAI's, for example
-    ``wh_685342e6c53c8190a1be43f081506c52``.
-
-    Every call gives a new one, so two posts of the same event are two
-    deliveries, not a retry. Pass the same id twice to test a retry.
-    """
-    return "wh_" + secrets.token_hex(16)
-
-
-def encode_body(body: Body) -> bytes:
-    """Return the exact bytes to send and to sign for a body.
-
-    A mapping is encoded as compact JSON (no spaces), UTF-8, the way OpenAI
-    sends events. The signature covers these bytes, so post exactly what
-    this returns: any other serialisation of the same dict will not verify.
-    """
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def signed_headers(
@@ -106,8 +80,7 @@ def signed_headers(
     body: ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``.
 
     :param body: The body as bytes or text, or a payload dict. For a dict,
-        the signature covers :func:`encode_body`'s bytes, so send those (or
-        use :func:`signed_request`, which returns both).
+        the signature covers :func:`encode_body`'s bytes, so send those.
     :param secret: The signing secret (``whsec_...``), or the raw key as
         ``bytes``, such as ``get_state(app).keys[0]``.
     :param webhook_id: Defaults to a fresh :func:`new_webhook_id`. Reuse an
@@ -115,50 +88,12 @@ def signed_headers(
     :param timestamp: Unix time of the signature; defaults to now. Pass an
         old one to test the tolerance.
     """
-    if webhook_id is None:
-        webhook_id = new_webhook_id()
-    stamp = str(int(time.time() if timestamp is None else timestamp))
-    signature = verify.sign(
-        encode_body(body), secret=secret, webhook_id=webhook_id, timestamp=stamp
+    return verify.signed_headers(
+        encode_body(body),
+        secret=secret,
+        webhook_id=new_webhook_id() if webhook_id is None else webhook_id,
+        timestamp=None if timestamp is None else int(timestamp),
     )
-    return {
-        verify.HEADER_ID: webhook_id,
-        verify.HEADER_TIMESTAMP: stamp,
-        verify.HEADER_SIGNATURE: signature,
-    }
-
-
-def signed_request(
-    payload: Body,
-    secret: verify.Secret,
-    *,
-    webhook_id: str | None = None,
-    timestamp: int | float | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    """Return the body bytes and the signed headers of a delivery.
-
-    .. code-block:: python
-
-        body, headers = signed_request(make_event("batch.completed"), secret)
-        client.post("/webhooks/openai", data=body, headers=headers)
-
-    Arguments are as for :func:`signed_headers`.
-    """
-    body = encode_body(payload)
-    headers = signed_headers(body, secret, webhook_id=webhook_id, timestamp=timestamp)
-    return body, headers
-
-
-def webhook_url(app: Flask, blueprint: str | None = None) -> str:
-    """Return the path a registered blueprint receives deliveries at, as
-    ``url_for`` builds it, so a custom ``url_prefix`` is respected.
-
-    :raises LookupError: No such blueprint, or several and ``blueprint`` was
-        not given.
-    """
-    state = get_state(app, blueprint)
-    with app.test_request_context():
-        return url_for(f"{state.name}.receive")
 
 
 def post_event(
@@ -415,36 +350,13 @@ class WebhookClient:
         """The path the blueprint receives deliveries at."""
         return webhook_url(self.app, self.blueprint)
 
-    def make_event(self, event_type: str, **overrides: t.Any) -> dict[str, t.Any]:
-        """Build a payload; see :func:`make_event`."""
-        return make_event(event_type, **overrides)
-
-    def headers(
-        self,
-        body: Body,
-        *,
-        webhook_id: str | None = None,
-        timestamp: int | float | None = None,
-        secret: verify.Secret | None = None,
-    ) -> dict[str, str]:
-        """Sign a body with the app's key; see :func:`signed_headers`."""
-        return signed_headers(
-            body,
-            self.key if secret is None else secret,
-            webhook_id=webhook_id,
-            timestamp=timestamp,
+    def send(
+        self, event_or_type: str | bytes | c.Mapping[str, t.Any], **kwargs: t.Any
+    ) -> TestResponse:
+        """:func:`post_event` through this client and blueprint: an event
+        type, a payload dict or a raw body, with the same keyword arguments
+        (``webhook_id``, ``timestamp``, ``secret``, ``headers``, ``url``)
+        and event fields to override."""
+        return post_event(
+            self.client, event_or_type, blueprint=self.blueprint, **kwargs
         )
-
-    def send(self, event_type: str, **kwargs: t.Any) -> TestResponse:
-        """Build, sign and post an event of a type. Keyword arguments are
-        :func:`post_event`'s (``webhook_id``, ``timestamp``, ``secret``,
-        ``headers``, ``url``) and event fields to override."""
-        return post_event(self.client, event_type, blueprint=self.blueprint, **kwargs)
-
-    def post(self, payload: Body, **kwargs: t.Any) -> TestResponse:
-        """Sign and post a payload dict, or a raw body as is. Keyword
-        arguments are as for :meth:`send`."""
-        if isinstance(payload, str):
-            # Here a string is a body, never an event type.
-            payload = payload.encode("utf-8")
-        return post_event(self.client, payload, blueprint=self.blueprint, **kwargs)

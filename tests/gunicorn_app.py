@@ -7,9 +7,11 @@ process builds its own app:
 ``OPENAI_WEBHOOK_SECRET``
     The signing secret.
 ``OPENAI_WEBHOOK_STORE``
-    ``sqlite:///...`` or ``redis://...``, shared by every worker and server.
+    ``sqlite:///...``, ``redis://...``, ``postgresql+psycopg://...`` or
+    ``mysql+pymysql://...``, shared by every worker and server.
 ``OPENAI_WEBHOOK_LEASE``
-    Seconds a claim lasts (optional).
+    Seconds a claim lasts (optional), as text: the blueprint reads numbers
+    from the environment as it would from ``app.config``.
 ``REDIS_PREFIX``
     With a Redis URL, the key prefix of the :class:`RedisStore`, so each test
     has its own keys.
@@ -43,7 +45,7 @@ from flask import Flask
 from flask_openai_webhooks.blueprint import make_blueprint
 from flask_openai_webhooks.signals import batch_completed
 from flask_openai_webhooks.stores import DeliveryStore
-from flask_openai_webhooks.stores import RedisStore
+from flask_openai_webhooks.stores.redis import RedisStore
 
 #: ``app.config`` key holding the :class:`ReceiverSettings`.
 CONFIG_KEY = "GUNICORN_TEST_RECEIVER"
@@ -120,7 +122,7 @@ def create_app() -> Flask:
     )
     lease = os.environ.get("OPENAI_WEBHOOK_LEASE")
     if lease:
-        app.config["OPENAI_WEBHOOK_LEASE"] = float(lease)
+        app.config["OPENAI_WEBHOOK_LEASE"] = lease
     app.config[CONFIG_KEY] = ReceiverSettings(
         side_effects_db=side_effects_db,
         delay=float(os.environ.get("RECEIVER_DELAY") or 0),

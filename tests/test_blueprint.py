@@ -1,3 +1,5 @@
+"""The blueprint: HTTP in, verification, refusals, registration."""
+
 from __future__ import annotations
 
 import base64
@@ -7,6 +9,7 @@ import time
 import typing as t
 
 import pytest
+from flask import Blueprint
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
@@ -14,13 +17,19 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from flask_openai_webhooks import blueprint as blueprint_module
 from flask_openai_webhooks import models
 from flask_openai_webhooks import signals
 from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.state import get_state
+from flask_openai_webhooks.state import states
+from flask_openai_webhooks.state import webhook_url
+from flask_openai_webhooks.stores.redis import RedisStore
 from flask_openai_webhooks.testing import capture_signals
 from flask_openai_webhooks.testing import make_event
 from flask_openai_webhooks.testing import post_event
 from flask_openai_webhooks.testing import signed_headers
+from flask_openai_webhooks.testing import WebhookClient
 
 from .conftest import SECRET
 
@@ -62,25 +71,26 @@ def test_signal_python_names_follow_the_type() -> None:
     assert signals.safety_identifier_blocked.name == "safety_identifier.blocked"
 
 
-def test_receiver_gets_typed_event_app_sender_and_webhook_id(
+def test_receiver_gets_typed_event_app_sender_webhook_id_and_blueprint(
     app: Flask, client: FlaskClient
 ) -> None:
-    seen: list[tuple[object, object, str]] = []
+    seen: list[tuple[object, object, str, str]] = []
 
     def on_batch(
-        sender: Flask, event: object, webhook_id: str, **extra: object
+        sender: Flask, event: object, webhook_id: str, blueprint: str, **extra: object
     ) -> None:
-        seen.append((sender, event, webhook_id))
+        seen.append((sender, event, webhook_id, blueprint))
 
     payload = make_event("batch.completed", data={"id": "batch_42"})
     with signals.batch_completed.connected_to(on_batch, app):
         response = deliver(client, payload, webhook_id="wh_fixed_1")
     assert response.status_code == 200
-    [(sender, event, webhook_id)] = seen
+    [(sender, event, webhook_id, blueprint)] = seen
     assert sender is app
     assert isinstance(event, models.BatchCompletedWebhookEvent)
     assert event.data.id == "batch_42"
     assert webhook_id == "wh_fixed_1"
+    assert blueprint == "openai_webhooks"
 
 
 def test_unknown_type_is_acknowledged_and_reaches_catch_all_only(
@@ -343,78 +353,6 @@ def test_secret_list_accepts_any_and_rotation_header(
     assert client.post(URL, data=body, headers=headers).status_code == 200
 
 
-def test_argument_overrides_config() -> None:
-    other = "whsec_" + base64.b64encode(b"argument-secret-thirty-two-byte!").decode()
-    app = Flask(__name__)
-    app.config["OPENAI_WEBHOOK_SECRET"] = SECRET
-    app.register_blueprint(make_blueprint(secret=other))
-    client = app.test_client()
-    assert (
-        deliver(client, make_event("batch.completed"), secret=other).status_code == 200
-    )
-    assert deliver(client, make_event("batch.completed")).status_code == 400
-
-
-def test_secret_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_WEBHOOK_SECRET", SECRET)
-    app = Flask(__name__)
-    app.register_blueprint(make_blueprint())
-    assert deliver(app.test_client(), make_event("batch.completed")).status_code == 200
-
-
-@pytest.mark.parametrize(
-    "secret",
-    [None, "", "whsec_", "whsec_!!!!", "whsec_abc", []],
-    ids=[
-        "missing",
-        "empty",
-        "whsec-empty",
-        "whsec-junk",
-        "whsec-padding",
-        "empty-list",
-    ],
-)
-def test_missing_or_broken_secret_fails_at_registration(
-    monkeypatch: pytest.MonkeyPatch, secret: object
-) -> None:
-    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
-    app = Flask(__name__)
-    if secret is not None:
-        app.config["OPENAI_WEBHOOK_SECRET"] = secret
-    with pytest.raises(RuntimeError, match="OPENAI_WEBHOOK_SECRET") as info:
-        app.register_blueprint(make_blueprint())
-    if isinstance(secret, str) and len(secret) > 6:
-        assert secret[6:] not in str(info.value)
-
-
-def test_weak_secret_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    app = Flask(__name__)
-    with caplog.at_level(logging.WARNING, "flask_openai_webhooks"):
-        app.register_blueprint(
-            make_blueprint(secret="whsec_" + base64.b64encode(b"short").decode())
-        )
-    assert "only 5 bytes" in caplog.text
-    assert "c2hvcnQ" not in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("OPENAI_WEBHOOK_TOLERANCE", -1),
-        ("OPENAI_WEBHOOK_TOLERANCE", "300"),
-        ("OPENAI_WEBHOOK_MAX_BODY", 0),
-        ("OPENAI_WEBHOOK_LEASE", 0),
-        ("OPENAI_WEBHOOK_ON_ERROR", "ignore"),
-        ("OPENAI_WEBHOOK_STORE", "postgres://nope"),
-    ],
-)
-def test_bad_settings_fail_at_registration(key: str, value: object) -> None:
-    app = Flask(__name__)
-    app.config.update({"OPENAI_WEBHOOK_SECRET": SECRET, key: value})
-    with pytest.raises(RuntimeError, match=key):
-        app.register_blueprint(make_blueprint())
-
-
 def test_two_apps_in_one_process_keep_signals_apart() -> None:
     bp = make_blueprint(secret=SECRET)
     app_a, app_b = Flask("a"), Flask("b")
@@ -594,17 +532,6 @@ def test_body_limit_is_exact(chunked: bool) -> None:
     assert answers == [200, 413]
 
 
-def test_state_repr_never_shows_the_key(app: Flask) -> None:
-    """Error reporters capture locals; the view holds the state."""
-    from flask_openai_webhooks.blueprint import get_state
-
-    state = get_state(app)
-    key = state.keys[0]
-    for text in (repr(state), repr(app.extensions)):
-        assert repr(key) not in text
-        assert key.decode("latin-1") not in text
-
-
 def test_prefix_with_trailing_slash_never_redirects() -> None:
     app = Flask(__name__)
     app.register_blueprint(make_blueprint(secret=SECRET), url_prefix="/hooks/openai/")
@@ -640,3 +567,264 @@ def test_async_callables_that_are_not_async_functions_run(
     ):
         assert post_event(client, "batch.completed").status_code == 200
     assert sorted(seen) == ["decorated", "object"]
+
+
+# --------------------------------------------------------------------------
+# Refusals: counted, signalled, and logged loudly enough to be seen
+# --------------------------------------------------------------------------
+
+
+def test_refusal_is_counted_in_the_store_and_signalled_with_the_blueprint(
+    app: Flask, client: FlaskClient
+) -> None:
+    heard: list[dict[str, t.Any]] = []
+
+    def on_rejected(sender: Flask, **kwargs: t.Any) -> None:
+        heard.append(kwargs)
+
+    body = json.dumps(make_event("batch.completed")).encode()
+    headers = signed_headers(body, SECRET, webhook_id="wh_refused_1")
+    headers["webhook-signature"] = "v1,YQ=="
+    with signals.webhook_rejected.connected_to(on_rejected, app):
+        assert client.post(URL, data=body, headers=headers).status_code == 400
+        assert client.post(URL, data=b"{}").status_code == 400
+    assert [(h["blueprint"], h["error"].code) for h in heard] == [
+        ("openai_webhooks", "signature_mismatch"),
+        ("openai_webhooks", "missing_header"),
+    ]
+    rejections = get_state(app).store.rejections()
+    assert rejections.counts == {"signature_mismatch": 1, "missing_header": 1}
+    assert [(r.reason, r.webhook_id) for r in rejections.recent] == [
+        ("missing_header", None),
+        ("signature_mismatch", "wh_refused_1"),
+    ]
+    # A refused delivery is never logged as a delivery.
+    assert get_state(app).store.get("wh_refused_1") is None
+
+
+def test_a_long_webhook_id_header_is_cut_when_counted(
+    app: Flask, client: FlaskClient
+) -> None:
+    client.post(URL, data=b"{}", headers={"webhook-id": "x" * 5000})
+    [rejection] = get_state(app).store.rejections().recent
+    assert rejection.webhook_id == "x" * 200
+
+
+def test_signature_mismatch_warns_once_then_logs_info_with_a_count(
+    app: Flask,
+    client: FlaskClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrong secret shows under any server's default logging (WARNING),
+    without one warning per delivery: the next ones within the interval are
+    INFO, and the next warning counts them."""
+    other = "whsec_" + base64.b64encode(b"another-key-of-thirty-two-bytes!").decode()
+    messages: list[str] = []
+
+    def refused() -> list[logging.LogRecord]:
+        """Send a delivery signed with the wrong secret; the log records."""
+        caplog.clear()
+        response = deliver(client, make_event("batch.completed"), secret=other)
+        assert response.status_code == 400
+        assert response.json is not None
+        assert response.json["error"] == "signature_mismatch"
+        messages.extend(r.getMessage() for r in caplog.records)
+        return list(caplog.records)
+
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        [first] = refused()
+        assert first.levelno == logging.WARNING
+        message = first.getMessage()
+        assert "1 signature_mismatch" in message
+        assert "OPENAI_WEBHOOK_SECRET" in message
+        assert "THIS endpoint" in message
+        assert "proxy" in message
+        assert "flask openai-webhooks verify" in message
+        for _ in range(2):
+            [later] = refused()
+            assert later.levelno == logging.INFO
+            assert "signature" in later.getMessage()
+        # Once the interval has passed, the next refusal warns again, with
+        # the count of those logged at INFO meanwhile.
+        monkeypatch.setattr(blueprint_module, "REJECTION_WARNING_INTERVAL", 0.0)
+        [again] = refused()
+        assert again.levelno == logging.WARNING
+        assert "3 signature_mismatch" in again.getMessage()
+    assert len(messages) == 4
+    for text in messages:
+        assert SECRET[6:] not in text
+        assert other[6:] not in text
+
+
+def test_stale_timestamp_warning_points_at_the_clock(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        response = deliver(
+            client, make_event("batch.completed"), timestamp=int(time.time()) - 3600
+        )
+    assert response.status_code == 400
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "timestamp_too_old" in warning.getMessage()
+    assert "clock" in warning.getMessage()
+
+
+def test_junk_refusals_are_info_only(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The internet sends junk: a missing header is no misconfiguration."""
+    with caplog.at_level(logging.INFO, "flask_openai_webhooks"):
+        for _ in range(3):
+            assert client.post(URL, data=b"{}").status_code == 400
+    assert caplog.records
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+
+
+def test_a_rejected_receiver_that_raises_is_logged_and_ignored(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    def broken_reporter(sender: Flask, **kwargs: object) -> None:
+        raise RuntimeError("the error tracker is down")
+
+    def reporter(sender: Flask, *, error: Exception, **kwargs: object) -> None:
+        calls.append(type(error).__name__)
+
+    with (
+        signals.webhook_rejected.connected_to(broken_reporter, app),
+        signals.webhook_rejected.connected_to(reporter, app),
+        caplog.at_level(logging.ERROR, "flask_openai_webhooks"),
+    ):
+        response = client.post(URL, data=b"{}")
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "missing_header"
+    # The next receiver still heard it.
+    assert calls == ["WebhookVerificationError"]
+    [record] = caplog.records
+    assert "webhook-rejected receiver raised; ignored" in record.getMessage()
+    assert record.exc_info is not None
+    assert "the error tracker is down" in caplog.text
+
+
+# --------------------------------------------------------------------------
+# Nested and repeated registrations
+# --------------------------------------------------------------------------
+
+
+def nested_app(secret: str) -> tuple[Flask, Blueprint]:
+    """An app with the webhook blueprint inside an ``api`` blueprint."""
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=secret)
+    bp = make_blueprint()
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.register_blueprint(bp)
+    app.register_blueprint(api)
+    return app, bp
+
+
+def test_nested_blueprint_receives_under_its_registered_name(secret: str) -> None:
+    app, _ = nested_app(secret)
+    client = app.test_client()
+    assert list(states(app)) == ["api.openai_webhooks"]
+    state = get_state(app)
+    assert state is get_state(app, "api.openai_webhooks")
+    assert state.name == "api.openai_webhooks"
+    assert state.endpoint == "api.openai_webhooks.receive"
+    assert webhook_url(app) == "/api/webhooks/openai"
+    assert webhook_url(app, "api.openai_webhooks") == "/api/webhooks/openai"
+    heard: list[tuple[str, str]] = []
+
+    def on_batch(
+        sender: Flask, *, webhook_id: str, blueprint: str, **extra: object
+    ) -> None:
+        heard.append((webhook_id, blueprint))
+
+    with signals.batch_completed.connected_to(on_batch, app):
+        answers = [
+            post_event(client, "batch.completed", webhook_id="wh_nested_1"),
+            WebhookClient(client).send("batch.completed", webhook_id="wh_nested_2"),
+            deliver(
+                client,
+                make_event("batch.completed"),
+                url="/api/webhooks/openai",
+                webhook_id="wh_nested_3",
+            ),
+        ]
+    assert [a.json for a in answers] == [{"status": "processed"}] * 3
+    assert heard == [
+        ("wh_nested_1", "api.openai_webhooks"),
+        ("wh_nested_2", "api.openai_webhooks"),
+        ("wh_nested_3", "api.openai_webhooks"),
+    ]
+    for webhook_id in ("wh_nested_1", "wh_nested_2", "wh_nested_3"):
+        record = state.store.get(webhook_id)
+        assert record is not None
+        assert record.status == "processed"
+    assert deliver(client, make_event("batch.completed")).status_code == 404
+
+
+def test_one_blueprint_registered_twice_gets_two_states(secret: str) -> None:
+    app, bp = nested_app(secret)
+    app.register_blueprint(bp, name="second", url_prefix="/second")
+    client = app.test_client()
+    assert sorted(states(app)) == ["api.openai_webhooks", "second"]
+    first, second = get_state(app, "api.openai_webhooks"), get_state(app, "second")
+    assert first is not second
+    assert first.store is not second.store
+    assert second.name == "second"
+    assert second.endpoint == "second.receive"
+    assert webhook_url(app, "second") == "/second"
+    with pytest.raises(LookupError, match="several"):
+        get_state(app)
+    with pytest.raises(LookupError, match="several"):
+        post_event(client, "batch.completed")
+
+    heard: list[tuple[str, str]] = []
+
+    def on_batch(
+        sender: Flask, *, webhook_id: str, blueprint: str, **extra: object
+    ) -> None:
+        heard.append((webhook_id, blueprint))
+
+    with signals.batch_completed.connected_to(on_batch, app):
+        to_second = post_event(
+            client, "batch.completed", webhook_id="wh_twice", blueprint="second"
+        )
+        assert to_second.json == {"status": "processed"}
+        assert first.store.get("wh_twice") is None
+        logged = second.store.get("wh_twice")
+        assert logged is not None
+        assert logged.status == "processed"
+        # The same id at the other registration is another delivery.
+        to_first = WebhookClient(client, blueprint="api.openai_webhooks").send(
+            "batch.completed", webhook_id="wh_twice"
+        )
+        assert to_first.json == {"status": "processed"}
+    assert heard == [("wh_twice", "second"), ("wh_twice", "api.openai_webhooks")]
+
+
+def test_a_refusal_is_still_answered_when_the_store_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Counting a refusal is best effort: junk gets its 400 (not a 503 that
+    would invite a retry) while the store is unreachable."""
+    store = RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    app.register_blueprint(make_blueprint(store=store))
+    try:
+        with (
+            capture_signals(app) as captured,
+            caplog.at_level(logging.WARNING, "flask_openai_webhooks"),
+        ):
+            response = app.test_client().post(URL, data=b"{}")
+    finally:
+        store.close()
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "missing_header"
+    assert "could not count a refused delivery" in caplog.text
+    assert captured.names == ["webhook-rejected"]

@@ -1,4 +1,6 @@
-"""The ``flask openai-webhooks`` commands, run against real apps."""
+"""The ``flask openai-webhooks`` commands ``types``, ``send``, ``verify``
+and ``doctor``, run against real apps. The delivery-log commands are in
+``test_cli_log.py``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from flask import Blueprint
 from flask import Flask
 from flask import redirect
 from flask import request
@@ -23,13 +26,16 @@ from werkzeug.serving import make_server
 
 from flask_openai_webhooks.blueprint import make_blueprint
 from flask_openai_webhooks.cli import cli
+from flask_openai_webhooks.log import get_delivery
 from flask_openai_webhooks.signals import batch_completed
 from flask_openai_webhooks.signals import batch_failed
 from flask_openai_webhooks.signals import EVENT_SIGNALS
 from flask_openai_webhooks.signals import webhook_received
+from flask_openai_webhooks.state import states
 from flask_openai_webhooks.testing import capture_signals
+from flask_openai_webhooks.testing import encode_body
 from flask_openai_webhooks.testing import make_event
-from flask_openai_webhooks.testing import signed_request
+from flask_openai_webhooks.testing import signed_headers
 from flask_openai_webhooks.verify import sign
 
 SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
@@ -45,6 +51,24 @@ def make_app(secret: t.Any = SECRET, **options: t.Any) -> Flask:
     app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=secret)
     app.register_blueprint(make_blueprint(**options))
     return app
+
+
+def nested_app(**options: t.Any) -> Flask:
+    """An app with the blueprint nested in an ``api`` blueprint."""
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.register_blueprint(make_blueprint(**options))
+    app.register_blueprint(api)
+    return app
+
+
+def close_stores(app: Flask) -> None:
+    """Release the connections of the app's stores (SQLite, Redis)."""
+    for state in states(app).values():
+        close = getattr(state.store, "close", None)
+        if close is not None:
+            close()
 
 
 def run(app: Flask, *args: str) -> Result:
@@ -158,13 +182,26 @@ def test_send_delivers_through_the_app() -> None:
 def test_send_with_a_webhook_id_twice_is_a_duplicate() -> None:
     app = make_app()
 
-    first = run(app, "send", "response.completed", "--webhook-id", "wh_cli")
-    second = run(app, "send", "response.completed", "--webhook-id", "wh_cli")
+    with webhook_received.connected_to(noop, app):
+        first = run(app, "send", "response.completed", "--webhook-id", "wh_cli")
+        second = run(app, "send", "response.completed", "--webhook-id", "wh_cli")
 
     assert "webhook-id wh_cli" in first.output
     assert first.output.splitlines()[-1] == '{"status": "processed"}'
     assert second.exit_code == 0
     assert second.output.splitlines()[-1] == '{"status": "duplicate"}'
+
+
+def test_send_without_any_receiver_is_unhandled() -> None:
+    app = make_app()
+
+    result = run(app, "send", "batch.completed", "--webhook-id", "wh_nobody")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == ["200 OK", '{"status": "unhandled"}']
+    logged = get_delivery("wh_nobody", app=app)
+    assert logged is not None
+    assert logged.status == "unhandled"
 
 
 def test_send_unknown_type_suggests_the_right_one() -> None:
@@ -229,10 +266,17 @@ def test_send_needs_blueprint_when_there_are_several() -> None:
     assert "no OpenAI webhook blueprint named 'third'" in missing.output
 
 
-def test_send_url_delivers_over_http() -> None:
-    app = make_app()
+def test_send_url_delivers_over_http_to_that_servers_app() -> None:
+    """The delivery goes over the network to the server's app, not through
+    the app the command runs in: only the server's receivers hear it and
+    only its log has it."""
+    server_app, app = make_app(), make_app()
 
-    with serve(app) as base, capture_signals(app) as sent:
+    with (
+        serve(server_app) as base,
+        capture_signals(server_app) as heard,
+        capture_signals(app) as local,
+    ):
         result = run(
             app,
             "send",
@@ -241,12 +285,54 @@ def test_send_url_delivers_over_http() -> None:
             f"{base}/webhooks/openai",
             "--set",
             "data.id=ftjob_1",
+            "--webhook-id",
+            "wh_over_http",
         )
 
     assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith(
+        f"POST {base}/webhooks/openai  fine_tuning.job.succeeded  event evt_"
+    )
     assert result.output.splitlines()[1:] == ["200 OK", '{"status": "processed"}']
-    assert sent.types == ["fine_tuning.job.succeeded"]
-    assert sent.events[0].data.id == "ftjob_1"
+    assert heard.types == ["fine_tuning.job.succeeded"]
+    assert heard.events[0].data.id == "ftjob_1"
+    assert local.names == []
+    logged = get_delivery("wh_over_http", app=server_app)
+    assert logged is not None
+    assert (logged.event_type, logged.object_id) == (
+        "fine_tuning.job.succeeded",
+        "ftjob_1",
+    )
+    assert get_delivery("wh_over_http", app=app) is None
+
+
+def test_send_to_a_nested_blueprint() -> None:
+    app = nested_app()
+
+    with capture_signals(app) as sent:
+        result = run(app, "send", "batch.completed", "--webhook-id", "wh_nested")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("POST /api/webhooks/openai  batch.completed  ")
+    assert sent.types == ["batch.completed"]
+    assert sent.of(webhook_received)[0].kwargs["blueprint"] == "api.openai_webhooks"
+    assert get_delivery("wh_nested", app=app) is not None
+
+
+def test_send_to_a_nested_blueprint_by_its_registered_name() -> None:
+    app = nested_app(name="hooks")
+    app.register_blueprint(
+        make_blueprint(name="other", url_prefix="/other", secret=OTHER_SECRET)
+    )
+
+    result = run(app, "send", "batch.completed", "--blueprint", "api.hooks")
+    unqualified = run(app, "send", "batch.completed", "--blueprint", "hooks")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("POST /api/webhooks/openai  batch.completed")
+    assert unqualified.exit_code == 2
+    assert "no OpenAI webhook blueprint named 'hooks'" in unqualified.output
+    assert "api.hooks" in unqualified.output
 
 
 def test_send_url_non_2xx_exits_non_zero() -> None:
@@ -313,8 +399,9 @@ def capture(
     """Write a signed delivery to a file; return its path and --header args."""
     if payload is None:
         payload = make_event("batch.completed", id="evt_1", data={"id": "batch_1"})
-    body, headers = signed_request(
-        payload, secret, webhook_id="wh_captured", timestamp=timestamp
+    body = encode_body(payload)
+    headers = signed_headers(
+        body, secret, webhook_id="wh_captured", timestamp=timestamp
     )
     path = tmp_path / "body.json"
     path.write_bytes(body + suffix)
@@ -548,6 +635,7 @@ def test_doctor_on_a_healthy_app(tmp_path: Path) -> None:
 
     with batch_completed.connected_to(noop, app):
         result = run(app, "doctor")
+    close_stores(app)
 
     assert result.exit_code == 0, result.output
     assert status_lines(result.output) == {
@@ -583,15 +671,91 @@ def test_doctor_memory_store_is_a_warning() -> None:
 
     assert result.exit_code == 0, result.output
     assert status_lines(result.output)["store"] == "warn"
-    assert "duplicates are only caught within this process" in result.output
-    assert "     fix: with several workers or servers" in result.output
+    assert (
+        "warn store: memory (process-local, at most 10000 deliveries): duplicates"
+        " are only caught within this process, and the delivery log is lost on"
+        " restart\n"
+    ) in result.output
+    assert (
+        "     fix: with several worker processes on one machine set"
+        " OPENAI_WEBHOOK_STORE to 'sqlite:///webhooks.db'; with several machines,"
+        " a redis:// URL or your PostgreSQL/MariaDB URL\n"
+    ) in result.output
 
 
-def test_doctor_with_redis_compares_clocks(redis_url: str) -> None:
-    result = run(make_app(store=redis_url), "doctor")
+def test_doctor_relative_sqlite_store_is_in_the_instance_folder(
+    tmp_path: Path,
+) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    app.register_blueprint(make_blueprint(store="sqlite:///webhooks.db"))
+
+    result = run(app, "doctor")
+    close_stores(app)
 
     assert result.exit_code == 0, result.output
-    assert status_lines(result.output)["store"] == "ok"
+    where = tmp_path / "instance" / "webhooks.db"
+    assert f"ok   store: sqlite:///{where} answers\n" in result.output
+    assert where.exists()
+
+
+def test_doctor_unopenable_sqlite_file_gets_the_files_advice(
+    tmp_path: Path,
+) -> None:
+    """A path whose folder is a file cannot be opened, by root either."""
+    (tmp_path / "not-a-folder").write_text("")
+    path = tmp_path / "not-a-folder" / "webhooks.db"
+    app = make_app(store=f"sqlite:///{path}")
+
+    result = run(app, "doctor")
+    close_stores(app)
+
+    assert result.exit_code == 1
+    lines = status_lines(result.output)
+    assert (lines["route"], lines["store"], lines["clock"]) == ("ok", "FAIL", "ok")
+    assert "FAIL store: cannot be reached: " in result.output
+    assert (
+        f"     fix: the SQLite file {path} must be on a local disk, and it and its"
+        " folder writable by the user the server runs as (relative paths are"
+        " resolved against the app's instance folder)\n"
+    ) in result.output
+    assert "start the server" not in result.output
+    assert result.output.endswith("\n1 check failed.\n")
+
+
+def redis_keeps_data(url: str) -> bool:
+    """Whether the Redis server has AOF or RDB snapshots on, asked
+    directly, to know which store line doctor must print."""
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        appendonly = client.config_get("appendonly").get("appendonly")
+        save = client.config_get("save").get("save") or ""
+    finally:
+        client.close()
+    return appendonly == "yes" or bool(save.strip())
+
+
+def test_doctor_with_redis_checks_persistence_and_compares_clocks(
+    redis_url: str,
+) -> None:
+    app = make_app(store=redis_url)
+
+    result = run(app, "doctor")
+    close_stores(app)
+
+    assert result.exit_code == 0, result.output
+    if redis_keeps_data(redis_url):
+        assert "ok   store: redis://127.0.0.1:6379/0 answers\n" in result.output
+    else:
+        assert (
+            "warn store: redis://127.0.0.1:6379/0 answers, but it keeps nothing"
+            " on disk (appendonly is 'no' and save is empty)"
+        ) in result.output
+        assert "     fix: enable AOF (appendonly yes) on the Redis server" in (
+            result.output
+        )
     assert re.search(
         r"^ok   clock: \S+, [+-]\d+\.\d s from the Redis server's clock"
         r" \(tolerance 300 s\)$",
@@ -602,8 +766,10 @@ def test_doctor_with_redis_compares_clocks(redis_url: str) -> None:
 
 def test_doctor_store_unreachable_fails() -> None:
     url = f"redis://127.0.0.1:{closed_port()}/0"
+    app = make_app(store=url)
 
-    result = run(make_app(store=url), "doctor")
+    result = run(app, "doctor")
+    close_stores(app)
 
     assert result.exit_code == 1
     lines = status_lines(result.output)
@@ -618,7 +784,17 @@ def test_doctor_store_unreachable_fails() -> None:
 
 
 def test_doctor_short_key_is_a_warning() -> None:
-    result = run(make_app(secret="short-secret"), "doctor")
+    short = "whsec_" + base64.b64encode(b"short-secret").decode()
+
+    result = run(make_app(secret=short), "doctor")
+
+    assert result.exit_code == 0, result.output
+    assert "warn secret: 1 key from app.config; short: #1 (12 bytes)" in result.output
+    assert short.removeprefix("whsec_") not in result.output
+
+
+def test_doctor_short_raw_key_is_a_warning() -> None:
+    result = run(make_app(secret=b"short-secret"), "doctor")
 
     assert result.exit_code == 0, result.output
     assert "warn secret: 1 key from app.config; short: #1 (12 bytes)" in result.output
@@ -642,11 +818,31 @@ def test_doctor_csrf_exempt_when_set_up_first() -> None:
     result = run(app, "doctor")
 
     assert result.exit_code == 0, result.output
-    assert "ok   csrf: the blueprint is exempt" in result.output
+    assert (
+        "ok   csrf: Flask-WTF CSRF protection is in use and lets deliveries"
+        " through (the route probe reached the blueprint)\n"
+    ) in result.output
     assert status_lines(result.output)["route"] == "ok"
 
 
-def test_doctor_csrf_not_exempt_fails() -> None:
+def test_doctor_csrf_nested_blueprint_is_exempt_when_set_up_first() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="dev", OPENAI_WEBHOOK_SECRET=SECRET)
+    CSRFProtect(app)
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.register_blueprint(make_blueprint())
+    app.register_blueprint(api)
+
+    result = run(app, "doctor")
+
+    assert result.exit_code == 0, result.output
+    lines = status_lines(result.output)
+    assert (lines["route"], lines["csrf"]) == ("ok", "ok")
+
+
+def test_doctor_csrf_not_exempt_fails_the_route_check() -> None:
+    """The route probe is what finds the CSRF rejection; the csrf line
+    points at the fix without counting the same problem twice."""
     app = make_app()
     app.config["SECRET_KEY"] = "dev"
     CSRFProtect(app)
@@ -655,16 +851,19 @@ def test_doctor_csrf_not_exempt_fails() -> None:
 
     assert result.exit_code == 1
     lines = status_lines(result.output)
-    assert (lines["route"], lines["csrf"]) == ("FAIL", "FAIL")
+    assert (lines["route"], lines["csrf"]) == ("FAIL", "warn")
     assert (
         "got a 400 that is not from the blueprint (CSRF protection?):"
         " The CSRF token is missing.\n"
     ) in result.output
+    assert (
+        "warn csrf: Flask-WTF CSRF protection is in use; the route check failed\n"
+    ) in result.output
     assert "     fix: csrf.exempt(blueprint), or set up CSRFProtect" in result.output
-    assert result.output.endswith("\n2 checks failed.\n")
+    assert result.output.endswith("\n1 check failed.\n")
 
 
-def test_doctor_csrf_disabled_by_config_is_a_warning() -> None:
+def test_doctor_csrf_disabled_by_config_lets_the_probe_through() -> None:
     app = make_app()
     app.config.update(SECRET_KEY="dev", WTF_CSRF_ENABLED=False)
     CSRFProtect(app)
@@ -672,14 +871,15 @@ def test_doctor_csrf_disabled_by_config_is_a_warning() -> None:
     result = run(app, "doctor")
 
     assert result.exit_code == 0, result.output
-    assert status_lines(result.output)["csrf"] == "warn"
+    lines = status_lines(result.output)
+    assert (lines["route"], lines["csrf"]) == ("ok", "ok")
 
 
-def test_doctor_csrf_exempt_by_view_name() -> None:
+def test_doctor_csrf_exempt_by_view() -> None:
     app = make_app()
     app.config["SECRET_KEY"] = "dev"
     csrf = CSRFProtect(app)
-    csrf.exempt("flask_openai_webhooks.blueprint.receive")
+    csrf.exempt(app.view_functions["openai_webhooks.receive"])
 
     result = run(app, "doctor")
 
@@ -793,6 +993,20 @@ def test_doctor_with_several_blueprints() -> None:
     assert "ok   route: POST /two reaches the blueprint" in chosen.output
 
 
+def test_doctor_with_a_nested_blueprint() -> None:
+    app = nested_app()
+
+    result = run(app, "doctor")
+    named = run(app, "doctor", "--blueprint", "api.openai_webhooks")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "ok   route: POST /api/webhooks/openai reaches the blueprint (an unsigned"
+        " probe got 400 missing_header)\n"
+    ) in result.output
+    assert named.output == result.output
+
+
 def test_doctor_without_a_blueprint() -> None:
     app = Flask(__name__)
     app.cli.add_command(cli)
@@ -812,5 +1026,21 @@ def test_registering_the_blueprint_adds_the_commands() -> None:
     result = run(app, "--help")
 
     assert result.exit_code == 0
-    for command in ("types", "send", "verify", "doctor"):
+    for command in (
+        "types",
+        "send",
+        "verify",
+        "doctor",
+        "log",
+        "show",
+        "replay",
+        "prune",
+    ):
         assert re.search(rf"^  {command} ", result.output, re.M)
+
+
+def test_a_nested_blueprint_adds_the_commands() -> None:
+    result = run(nested_app(), "--help")
+
+    assert result.exit_code == 0
+    assert re.search(r"^  doctor ", result.output, re.M)

@@ -1,4 +1,5 @@
-"""Delivery guarantees through real Flask, against every real store."""
+"""Delivery guarantees through real Flask, against every real store, and
+how receivers are called: keys, order, arguments, failures."""
 
 from __future__ import annotations
 
@@ -15,19 +16,27 @@ from flask.testing import FlaskClient
 from flask_openai_webhooks import PermanentFailure
 from flask_openai_webhooks import RetryLater
 from flask_openai_webhooks import signals
-from flask_openai_webhooks.blueprint import get_state
 from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.dispatch import QUEUED
 from flask_openai_webhooks.dispatch import receiver_key
-from flask_openai_webhooks.stores import RedisStore
+from flask_openai_webhooks.dispatch import receivers_of
+from flask_openai_webhooks.dispatch import signals_for
+from flask_openai_webhooks.models import parse_event
+from flask_openai_webhooks.process import delivery_of
+from flask_openai_webhooks.state import get_state
+from flask_openai_webhooks.stores import Delivery
+from flask_openai_webhooks.stores.redis import RedisStore
+from flask_openai_webhooks.stores.sqlite import SQLiteStore
 from flask_openai_webhooks.testing import make_event
 from flask_openai_webhooks.testing import signed_headers
 
 from .conftest import SECRET
+from .services import fresh_database
 
 URL = "/webhooks/openai"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql", "mariadb"])
 def store_config(
     request: pytest.FixtureRequest, tmp_path: pathlib.Path
 ) -> c.Iterator[object]:
@@ -35,23 +44,50 @@ def store_config(
         yield "memory"
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'deliveries.db'}"
-    else:
+    elif request.param == "redis":
         redis_url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
-        yield RedisStore(redis_url, prefix=prefix)
+        store = RedisStore(redis_url, prefix=prefix)
+        yield store
+        store.close()
+    else:
+        with fresh_database(request.param) as url:
+            yield url
 
 
-@pytest.fixture
-def app(store_config: object) -> Flask:
+def make_app(store_config: object, **config: object) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_STORE=store_config
+        TESTING=True,
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=store_config,
+        **config,
     )
     app.register_blueprint(make_blueprint())
     return app
 
 
-class Delivery:
+@pytest.fixture
+def apps() -> c.Iterator[list[Flask]]:
+    """Apps made by a test; their stores are closed afterwards, before a
+    test database is dropped."""
+    made: list[Flask] = []
+    yield made
+    for app in made:
+        store = get_state(app).store
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.fixture
+def app(store_config: object, apps: list[Flask]) -> Flask:
+    app = make_app(store_config)
+    apps.append(app)
+    return app
+
+
+class SignedDelivery:
     """One signed delivery that can be sent again, as OpenAI retries."""
 
     def __init__(
@@ -64,6 +100,10 @@ class Delivery:
     @property
     def webhook_id(self) -> str:
         return self.headers["webhook-id"]
+
+    def logged(self) -> Delivery:
+        """What the store is given for this delivery."""
+        return delivery_of(parse_event(self.body), self.body, self.webhook_id)
 
     def send(self) -> t.Any:
         return self.client.post(URL, data=self.body, headers=self.headers)
@@ -86,7 +126,7 @@ def test_sequential_duplicate_is_acknowledged_and_runs_nothing(
     app: Flask, client: FlaskClient
 ) -> None:
     counter = Counter()
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with signals.batch_completed.connected_to(counter, app):
         first = delivery.send()
         second = delivery.send()
@@ -101,7 +141,7 @@ def test_retry_with_fresh_signature_is_still_a_duplicate(
 ) -> None:
     """OpenAI re-signs each attempt; only the webhook-id stays."""
     counter = Counter()
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with signals.batch_completed.connected_to(counter, app):
         delivery.send()
         delivery.headers = signed_headers(
@@ -113,9 +153,9 @@ def test_retry_with_fresh_signature_is_still_a_duplicate(
 
 def test_duplicate_while_in_flight_gets_409(app: Flask, client: FlaskClient) -> None:
     counter = Counter()
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     state = get_state(app)
-    claim = state.store.claim(delivery.webhook_id, lease=30, retention=60)
+    claim = state.store.claim(delivery.logged(), lease=30, retention=3600)
     assert claim.status == "acquired"
     with signals.batch_completed.connected_to(counter, app):
         response = delivery.send()
@@ -124,7 +164,19 @@ def test_duplicate_while_in_flight_gets_409(app: Flask, client: FlaskClient) -> 
     assert response.json["error"] == "in_flight"
     assert response.headers["Retry-After"] == "30"
     assert counter.calls == 0
-    state.store.finish(delivery.webhook_id, claim.token, [], done=False, retention=60)
+    record = state.store.get(delivery.webhook_id)
+    assert record is not None
+    assert (record.status, record.attempts) == ("processing", 2)
+    assert [(h.result, h.status_code) for h in record.history] == [("in_flight", 409)]
+    state.store.finish(
+        delivery.webhook_id,
+        claim.token,
+        [],
+        status="failed",
+        status_code=None,
+        source="delivery",
+        retention=3600,
+    )
     with signals.batch_completed.connected_to(counter, app):
         assert delivery.send().status_code == 200
     assert counter.calls == 1
@@ -133,7 +185,7 @@ def test_duplicate_while_in_flight_gets_409(app: Flask, client: FlaskClient) -> 
 def test_duplicate_arriving_during_a_receiver_gets_409(
     app: Flask, client: FlaskClient
 ) -> None:
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     answers: list[int] = []
 
     def reentrant(sender: Flask, **extra: object) -> None:
@@ -160,7 +212,7 @@ def test_failed_receiver_gives_500_and_retry_reruns_only_it(
     def on_failed(sender: Flask, **kwargs: object) -> None:
         failures.append(kwargs)
 
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with (
         signals.batch_completed.connected_to(good, app),
         signals.batch_completed.connected_to(bad, app),
@@ -178,6 +230,8 @@ def test_failed_receiver_gives_500_and_retry_reruns_only_it(
         assert failure["receiver"] is bad
         assert isinstance(failure["exception"], ValueError)
         assert failure["webhook_id"] == delivery.webhook_id
+        assert failure["blueprint"] == "openai_webhooks"
+        assert failure["event"].type == "batch.completed"  # type: ignore[attr-defined]
         assert delivery.webhook_id in caplog.text
         assert "Traceback" in caplog.text
 
@@ -194,7 +248,7 @@ def test_retry_later_gives_503_with_retry_after(
     app: Flask, client: FlaskClient
 ) -> None:
     waiting = Counter(fail_with=RetryLater(after=120, reason="rate limited"))
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with signals.batch_completed.connected_to(waiting, app):
         response = delivery.send()
         assert response.status_code == 503
@@ -209,7 +263,7 @@ def test_mixed_retry_later_and_crash_gives_500(app: Flask, client: FlaskClient) 
         signals.batch_completed.connected_to(Counter(RetryLater(5)), app),
         signals.batch_completed.connected_to(Counter(KeyError("x")), app),
     ):
-        assert Delivery(client).send().status_code == 500
+        assert SignedDelivery(client).send().status_code == 500
 
 
 def test_permanent_failure_is_acknowledged_and_not_retried(
@@ -217,7 +271,7 @@ def test_permanent_failure_is_acknowledged_and_not_retried(
 ) -> None:
     doomed = Counter(fail_with=PermanentFailure("batch belongs to another project"))
     failures: list[object] = []
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
 
     def on_failed(sender: Flask, **kwargs: object) -> None:
         failures.append(kwargs["exception"])
@@ -234,21 +288,18 @@ def test_permanent_failure_is_acknowledged_and_not_retried(
     assert "another project" in caplog.text
 
 
-def test_ack_mode_acknowledges_failures(store_config: object) -> None:
-    app = Flask(__name__)
-    app.config.update(
-        OPENAI_WEBHOOK_SECRET=SECRET,
-        OPENAI_WEBHOOK_STORE=store_config,
-        OPENAI_WEBHOOK_ON_ERROR="ack",
-    )
-    app.register_blueprint(make_blueprint())
+def test_ack_mode_acknowledges_failures(
+    store_config: object, apps: list[Flask]
+) -> None:
+    app = make_app(store_config, OPENAI_WEBHOOK_ON_ERROR="ack")
+    apps.append(app)
     broken = Counter(fail_with=RuntimeError("boom"))
     failures: list[object] = []
 
     def on_failed(sender: Flask, **kwargs: object) -> None:
         failures.append(kwargs)
 
-    delivery = Delivery(app.test_client())
+    delivery = SignedDelivery(app.test_client())
     with (
         signals.batch_completed.connected_to(broken, app),
         signals.webhook_failed.connected_to(on_failed, app),
@@ -257,6 +308,9 @@ def test_ack_mode_acknowledges_failures(store_config: object) -> None:
         assert delivery.send().json == {"status": "duplicate"}
     assert broken.calls == 1
     assert len(failures) == 1
+    record = get_state(app).store.get(delivery.webhook_id)
+    assert record is not None
+    assert record.status == "gave_up"
 
 
 def test_failing_failure_receiver_is_ignored(app: Flask, client: FlaskClient) -> None:
@@ -267,7 +321,7 @@ def test_failing_failure_receiver_is_ignored(app: Flask, client: FlaskClient) ->
         signals.batch_completed.connected_to(Counter(ValueError()), app),
         signals.webhook_failed.connected_to(bad_reporter, app),
     ):
-        assert Delivery(client).send().status_code == 500
+        assert SignedDelivery(client).send().status_code == 500
 
 
 def test_receivers_are_keyed_by_signal_module_and_qualname() -> None:
@@ -280,18 +334,13 @@ def test_receivers_are_keyed_by_signal_module_and_qualname() -> None:
     )
 
 
-def test_unreachable_store_gives_503_and_runs_nothing() -> None:
-    from flask_openai_webhooks.stores import RedisStore
-
-    app = Flask(__name__)
-    app.config.update(
-        OPENAI_WEBHOOK_SECRET=SECRET,
-        OPENAI_WEBHOOK_STORE=RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5),
-    )
-    app.register_blueprint(make_blueprint())
+def test_unreachable_store_gives_503_and_runs_nothing(apps: list[Flask]) -> None:
+    """A Redis store pointed at a port nobody listens on."""
+    app = make_app(RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5))
+    apps.append(app)
     counter = Counter()
     with signals.batch_completed.connected_to(counter, app):
-        response = Delivery(app.test_client()).send()
+        response = SignedDelivery(app.test_client()).send()
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["error"] == "store_unavailable"
@@ -307,7 +356,7 @@ def test_muted_signals_are_not_sent(app: Flask, client: FlaskClient) -> None:
         signals.batch_completed.connected_to(counter, app),
         signals.batch_completed.muted(),
     ):
-        assert Delivery(client).send().status_code == 200
+        assert SignedDelivery(client).send().status_code == 200
     assert counter.calls == 0
 
 
@@ -315,7 +364,6 @@ def test_receivers_run_and_are_keyed_in_connection_order() -> None:
     """blinker iterates a set of ids, so without sorting the order (and the
     #N suffixes of same-named receivers) would depend on memory addresses
     and differ between workers."""
-    from flask_openai_webhooks.dispatch import receivers_of
 
     def make(n: int) -> t.Callable[..., None]:
         def same_name(sender: object, **extra: object) -> None: ...
@@ -341,26 +389,24 @@ def test_receivers_run_and_are_keyed_in_connection_order() -> None:
 
 
 def test_store_failure_between_receivers_gives_503_not_a_crash(
-    redis_url: str, redis_prefix: str
+    redis_url: str, redis_prefix: str, apps: list[Flask]
 ) -> None:
-    """The store breaks while receivers run (here the record is overwritten
-    with a string, so Redis answers WRONGTYPE): every receiver still runs,
-    the answer is 503 so OpenAI retries, and the retry is processed."""
+    """The store breaks while receivers run (here the record, documented as
+    the hash ``prefix + "d:" + webhook_id``, is overwritten with a string,
+    so Redis answers WRONGTYPE): every receiver still runs, the answer is
+    503 so OpenAI retries, and the retry is processed."""
     import redis
 
-    app = Flask(__name__)
-    app.config.update(
-        OPENAI_WEBHOOK_SECRET=SECRET,
-        OPENAI_WEBHOOK_STORE=RedisStore(redis_url, prefix=redis_prefix),
-    )
-    app.register_blueprint(make_blueprint())
+    app = make_app(RedisStore(redis_url, prefix=redis_prefix))
+    apps.append(app)
     client = redis.Redis.from_url(redis_url)
-    delivery = Delivery(app.test_client())
+    delivery = SignedDelivery(app.test_client())
     breaking = True
+    record_key = redis_prefix + "d:" + delivery.webhook_id
 
     def breaker(sender: Flask, webhook_id: str, **extra: object) -> None:
         if breaking:
-            client.set(redis_prefix + webhook_id, "not a hash")
+            client.set(record_key, "not a hash")
 
     second = Counter()
     with (
@@ -374,7 +420,7 @@ def test_store_failure_between_receivers_gives_503_not_a_crash(
         assert second.calls == 1
 
         breaking = False
-        client.delete(redis_prefix + delivery.webhook_id)
+        client.delete(record_key)
         assert delivery.send().status_code == 200
         assert delivery.send().json == {"status": "duplicate"}
     client.close()
@@ -391,7 +437,7 @@ def test_base_exception_releases_the_claim(app: Flask, client: FlaskClient) -> N
         if interrupted:
             raise asyncio.CancelledError
 
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with signals.batch_completed.connected_to(receiver, app):
         with pytest.raises(asyncio.CancelledError):
             delivery.send()
@@ -400,17 +446,12 @@ def test_base_exception_releases_the_claim(app: Flask, client: FlaskClient) -> N
 
 
 def test_receivers_slower_than_the_lease_are_logged(
-    store_config: object, caplog: pytest.LogCaptureFixture
+    store_config: object, apps: list[Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
     import time
 
-    app = Flask(__name__)
-    app.config.update(
-        OPENAI_WEBHOOK_SECRET=SECRET,
-        OPENAI_WEBHOOK_STORE=store_config,
-        OPENAI_WEBHOOK_LEASE=0.05,
-    )
-    app.register_blueprint(make_blueprint())
+    app = make_app(store_config, OPENAI_WEBHOOK_LEASE=0.05)
+    apps.append(app)
 
     def slow(sender: Flask, **extra: object) -> None:
         time.sleep(0.1)
@@ -419,7 +460,7 @@ def test_receivers_slower_than_the_lease_are_logged(
         signals.batch_completed.connected_to(slow, app),
         caplog.at_level(logging.WARNING, "flask_openai_webhooks"),
     ):
-        assert Delivery(app.test_client()).send().status_code == 200
+        assert SignedDelivery(app.test_client()).send().status_code == 200
     assert "longer than OPENAI_WEBHOOK_LEASE" in caplog.text
 
 
@@ -436,7 +477,7 @@ def test_progress_is_saved_between_receivers(app: Flask, client: FlaskClient) ->
         if interrupted:
             raise asyncio.CancelledError
 
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with (
         signals.batch_completed.connected_to(first, app),
         signals.batch_completed.connected_to(second, app),
@@ -453,7 +494,7 @@ def test_permanent_failure_is_not_retried_beside_a_crash(
 ) -> None:
     doomed = Counter(fail_with=PermanentFailure("not ours"))
     flaky = Counter(fail_with=ValueError("transient"))
-    delivery = Delivery(client)
+    delivery = SignedDelivery(client)
     with (
         signals.batch_completed.connected_to(doomed, app),
         signals.batch_completed.connected_to(flaky, app),
@@ -464,61 +505,65 @@ def test_permanent_failure_is_not_retried_beside_a_crash(
     assert (doomed.calls, flaky.calls) == (1, 2)
 
 
-def test_retention_is_how_long_a_delivery_is_remembered() -> None:
-    import time
-
-    app = Flask(__name__)
-    app.config.update(OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_RETENTION=1)
-    app.register_blueprint(make_blueprint())
+def test_retention_counts_from_the_last_arrival(tmp_path: pathlib.Path) -> None:
+    """A settled delivery is a duplicate for OPENAI_WEBHOOK_RETENTION
+    seconds after it last arrived; then it is forgotten and would run
+    again. (The retention is a minimum: a memory store keeps records past
+    it until it needs the room.)"""
+    now = [1_000_000.0]
+    store = SQLiteStore(tmp_path / "log.db", clock=lambda: now[0])
+    app = make_app(store, OPENAI_WEBHOOK_RETENTION=400)
     counter = Counter()
-    delivery = Delivery(app.test_client())
-    with signals.batch_completed.connected_to(counter, app):
-        assert delivery.send().json == {"status": "processed"}
-        assert delivery.send().json == {"status": "duplicate"}
-        time.sleep(1.5)
-        assert delivery.send().json == {"status": "processed"}
+    delivery = SignedDelivery(app.test_client())
+    try:
+        with signals.batch_completed.connected_to(counter, app):
+            assert delivery.send().json == {"status": "processed"}
+            now[0] += 399
+            # An arrival keeps it for another full retention.
+            assert delivery.send().json == {"status": "duplicate"}
+            now[0] += 399
+            assert delivery.send().json == {"status": "duplicate"}
+            now[0] += 401
+            assert store.get(delivery.webhook_id) is None
+            assert delivery.send().json == {"status": "processed"}
+    finally:
+        store.close()
     assert counter.calls == 2
-
-
-@pytest.mark.parametrize("value", [0, -5, "1 day", float("nan")])
-def test_bad_retention_fails_at_registration(value: object) -> None:
-    app = Flask(__name__)
-    app.config.update(OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_RETENTION=value)
-    with pytest.raises(RuntimeError, match="OPENAI_WEBHOOK_RETENTION"):
-        app.register_blueprint(make_blueprint())
 
 
 def test_apps_and_blueprints_keep_their_own_delivery_state() -> None:
     """The same webhook-id at two endpoints is two deliveries."""
     app_a, app_b = Flask("a"), Flask("b")
     for app in (app_a, app_b):
-        app.config["OPENAI_WEBHOOK_SECRET"] = SECRET
+        app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
     app_a.register_blueprint(make_blueprint())
     app_b.register_blueprint(make_blueprint(name="one"), url_prefix="/one")
     app_b.register_blueprint(make_blueprint(name="two"), url_prefix="/two")
     body = json.dumps(make_event("batch.completed")).encode()
     headers = signed_headers(body, SECRET)
-    answers = [
-        app_a.test_client().post(URL, data=body, headers=headers).json,
-        app_b.test_client().post("/one", data=body, headers=headers).json,
-        app_b.test_client().post("/two", data=body, headers=headers).json,
-    ]
+    heard: list[tuple[str, str]] = []
+
+    def on_batch(sender: Flask, *, blueprint: str, **extra: object) -> None:
+        heard.append((sender.name, blueprint))
+
+    with signals.batch_completed.connected_to(on_batch):
+        answers = [
+            app_a.test_client().post(URL, data=body, headers=headers).json,
+            app_b.test_client().post("/one", data=body, headers=headers).json,
+            app_b.test_client().post("/two", data=body, headers=headers).json,
+        ]
     assert answers == [{"status": "processed"}] * 3
+    assert heard == [("a", "openai_webhooks"), ("b", "one"), ("b", "two")]
 
 
 def test_retry_after_follows_the_lease_and_the_longest_retry_later(
-    store_config: object,
+    store_config: object, apps: list[Flask]
 ) -> None:
-    app = Flask(__name__)
-    app.config.update(
-        OPENAI_WEBHOOK_SECRET=SECRET,
-        OPENAI_WEBHOOK_STORE=store_config,
-        OPENAI_WEBHOOK_LEASE=7,
-    )
-    app.register_blueprint(make_blueprint())
+    app = make_app(store_config, OPENAI_WEBHOOK_LEASE=7)
+    apps.append(app)
     client = app.test_client()
-    delivery = Delivery(client)
-    claim = get_state(app).store.claim(delivery.webhook_id, lease=7, retention=60)
+    delivery = SignedDelivery(client)
+    claim = get_state(app).store.claim(delivery.logged(), lease=7, retention=3600)
     assert claim.status == "acquired"
     assert delivery.send().headers["Retry-After"] == "7"
     with (
@@ -526,6 +571,93 @@ def test_retry_after_follows_the_lease_and_the_longest_retry_later(
         signals.batch_completed.connected_to(Counter(RetryLater(120)), app),
         signals.batch_completed.connected_to(Counter(RetryLater(30)), app),
     ):
-        response = Delivery(client).send()
+        response = SignedDelivery(client).send()
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "120"
+
+
+def test_a_queued_receiver_is_logged_as_queued_and_not_run_again(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A receiver that handed its work to a task queue returns QUEUED: the
+    task settles it later, so OpenAI's retry does not run it again."""
+    handed_off = Counter()
+
+    def enqueue(sender: Flask, **extra: object) -> t.Any:
+        handed_off(sender)
+        return QUEUED
+
+    delivery = SignedDelivery(client)
+    with signals.batch_completed.connected_to(enqueue, app):
+        assert delivery.send().json == {"status": "processed"}
+        assert delivery.send().json == {"status": "processed"}
+    assert handed_off.calls == 1
+    record = get_state(app).store.get(delivery.webhook_id)
+    assert record is not None
+    assert [(r.key, r.outcome) for r in record.receivers] == [
+        (receiver_key(signals.batch_completed, enqueue), "queued")
+    ]
+    # Waiting for its task: neither done nor failed.
+    assert record.status == "processing"
+    assert repr(QUEUED) == "QUEUED"
+
+
+def test_same_named_receivers_are_logged_apart(app: Flask, client: FlaskClient) -> None:
+    """Three closures made in a loop share a name: they are logged as
+    ``name``, ``name#2``, ``name#3``, and a retry runs only the one that
+    failed."""
+
+    def make(fail: bool) -> t.Callable[..., None]:
+        def closure(sender: Flask, **extra: object) -> None:
+            calls.append(fail)
+            if fail and failing:
+                raise ValueError("the second one fails")
+
+        return closure
+
+    calls: list[bool] = []
+    failing = True
+    receivers = [make(False), make(True), make(False)]
+    for fn in receivers:
+        signals.batch_completed.connect(fn, sender=app)
+    delivery = SignedDelivery(client)
+    try:
+        assert delivery.send().status_code == 500
+        failing = False
+        assert delivery.send().status_code == 200
+    finally:
+        for fn in receivers:
+            signals.batch_completed.disconnect(fn)
+    assert calls == [False, True, False, True]
+    record = get_state(app).store.get(delivery.webhook_id)
+    assert record is not None
+    base = receiver_key(signals.batch_completed, receivers[0])
+    assert [(r.key, r.outcome, r.attempts) for r in record.receivers] == [
+        (base, "ok", 1),
+        (f"{base}#2", "ok", 2),
+        (f"{base}#3", "ok", 1),
+    ]
+
+
+def test_per_type_receivers_run_before_the_catch_all(
+    app: Flask, client: FlaskClient
+) -> None:
+    order: list[str] = []
+
+    def catch_all(sender: Flask, **extra: object) -> None:
+        order.append("webhook-received")
+
+    def per_type(sender: Flask, **extra: object) -> None:
+        order.append("batch.completed")
+
+    assert signals_for("batch.completed") == [
+        signals.batch_completed,
+        signals.webhook_received,
+    ]
+    assert signals_for("video.completed") == [signals.webhook_received]
+    with (
+        signals.webhook_received.connected_to(catch_all, app),
+        signals.batch_completed.connected_to(per_type, app),
+    ):
+        assert SignedDelivery(client).send().status_code == 200
+    assert order == ["batch.completed", "webhook-received"]

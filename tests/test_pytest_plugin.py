@@ -33,8 +33,9 @@ def test_fixtures_work_beside_pytest_flask(pytester: pytest.Pytester) -> None:
         from flask import Flask
 
         from flask_openai_webhooks.errors import WebhookVerificationError
-        from flask_openai_webhooks.signals import receiver
+        from flask_openai_webhooks.testing import make_event
         from flask_openai_webhooks.testing import post_event
+        from flask_openai_webhooks.testing import signed_headers
         from flask_openai_webhooks.verify import verify_signature
 
         from conftest import SECRET
@@ -52,11 +53,11 @@ def test_fixtures_work_beside_pytest_flask(pytester: pytest.Pytester) -> None:
             assert webhook_signals.events[0].data.id == "batch_1"
 
 
-        def test_post_and_reject(openai_webhooks, webhook_signals):
-            event = openai_webhooks.make_event("response.failed")
+        def test_send_a_payload_twice_and_reject(openai_webhooks, webhook_signals):
+            event = make_event("response.failed")
 
-            ok = openai_webhooks.post(event, webhook_id="wh_1")
-            again = openai_webhooks.post(event, webhook_id="wh_1")
+            ok = openai_webhooks.send(event, webhook_id="wh_1")
+            again = openai_webhooks.send(event, webhook_id="wh_1")
             forged = openai_webhooks.send("response.failed", secret="whsec_Zm9yZ2Vk")
 
             assert ok.json == {"status": "processed"}
@@ -66,10 +67,12 @@ def test_fixtures_work_beside_pytest_flask(pytester: pytest.Pytester) -> None:
             assert isinstance(webhook_signals.rejected[0], WebhookVerificationError)
 
 
-        def test_headers(openai_webhooks):
-            headers = openai_webhooks.headers(b"{}")
+        def test_key_and_url(openai_webhooks):
+            headers = signed_headers(b"{}", openai_webhooks.key)
 
             verify_signature(b"{}", headers, secret=SECRET)
+            assert openai_webhooks.url == "/webhooks/openai"
+            assert openai_webhooks.send(b"{}").status_code == 400
 
 
         def test_only_this_apps_signals_are_recorded(webhook_signals):

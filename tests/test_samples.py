@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import typing as t
 
@@ -9,8 +10,10 @@ import pytest
 from flask_openai_webhooks.models import EVENT_TYPES
 from flask_openai_webhooks.models import parse_event
 from flask_openai_webhooks.models import UnknownWebhookEvent
+from flask_openai_webhooks.samples import encode_body
 from flask_openai_webhooks.samples import KNOWN_EVENT_TYPES
 from flask_openai_webhooks.samples import make_event
+from flask_openai_webhooks.samples import new_webhook_id
 from flask_openai_webhooks.samples import sip_headers
 
 #: Where each type's main ID lives in ``data``, and its prefix.
@@ -255,3 +258,36 @@ def test_allow_unknown_with_overrides() -> None:
 def test_allow_unknown_known_type() -> None:
     payload = make_event("batch.failed", allow_unknown=True)
     assert payload["data"]["id"].startswith("batch_")
+
+
+# --- Bodies and ids ------------------------------------------------------------
+
+
+def test_new_webhook_id_looks_like_openais() -> None:
+    ids = {new_webhook_id() for _ in range(100)}
+
+    assert len(ids) == 100
+    for webhook_id in ids:
+        assert re.fullmatch(r"wh_[0-9a-f]{32}", webhook_id)
+
+
+def test_encode_body_is_compact_utf8_json() -> None:
+    payload = {"type": "batch.completed", "data": {"id": "batch_1", "note": "café"}}
+
+    body = encode_body(payload)
+
+    assert (
+        body
+        == '{"type":"batch.completed","data":{"id":"batch_1","note":"café"}}'.encode()
+    )
+    assert encode_body("é") == "é".encode()
+    assert encode_body(b"\xff") == b"\xff"
+
+
+def test_encode_body_of_a_sample_parses_back_to_it() -> None:
+    payload = make_event("realtime.call.incoming")
+
+    body = encode_body(payload)
+
+    assert json.loads(body) == payload
+    assert type(parse_event(body)) is EVENT_TYPES["realtime.call.incoming"]

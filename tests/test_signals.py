@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import collections.abc as c
 import gc
+import random
 import typing as t
 import weakref
 
@@ -15,6 +15,7 @@ from flask import Flask
 
 from flask_openai_webhooks import signals
 from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.dispatch import receiver_key
 from flask_openai_webhooks.models import EVENT_TYPES
 from flask_openai_webhooks.samples import KNOWN_EVENT_TYPES
 from flask_openai_webhooks.signals import batch_completed
@@ -26,10 +27,12 @@ from flask_openai_webhooks.signals import signal_name
 from flask_openai_webhooks.signals import webhook_failed
 from flask_openai_webhooks.signals import webhook_received
 from flask_openai_webhooks.signals import webhook_rejected
+from flask_openai_webhooks.state import get_state
 from flask_openai_webhooks.testing import capture_signals
 from flask_openai_webhooks.testing import post_event
 
-SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
+from .conftest import SECRET
+
 ALL_SIGNALS = [*EVENT_SIGNALS.values(), webhook_received, webhook_rejected]
 ALL_SIGNALS.append(webhook_failed)
 FAILED_TYPES = [
@@ -270,3 +273,86 @@ def test_receiver_for_any_sender_hears_every_app() -> None:
 
     assert heard == [first, second]
     assert sent.types == ["batch.completed", "batch.completed"]
+
+
+def test_receiver_without_parentheses_shows_the_right_spelling() -> None:
+    before = {signal: len(signal.receivers) for signal in ALL_SIGNALS}
+
+    with pytest.raises(TypeError, match=r"write @receiver\('batch\.\*'\)"):
+
+        @receiver  # type: ignore[arg-type]
+        def on_batch(sender: object, **kwargs: t.Any) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="not a bare @receiver"):
+        receiver(print)  # type: ignore[arg-type]
+
+    assert {signal: len(signal.receivers) for signal in ALL_SIGNALS} == before
+
+
+def _named(name: str, ran: list[str]) -> t.Callable[..., None]:
+    def fn(sender: Flask, **extra: t.Any) -> None:
+        ran.append(name)
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def test_receivers_run_in_connection_order() -> None:
+    """Not in the order of their names or memory addresses: the order they
+    were connected in, in every worker, so the log's keys and the side
+    effects come in an order the app chose."""
+    app = make_app()
+    ran: list[str] = []
+    # Made in name order (so their addresses likely ascend with the
+    # names), connected in another.
+    made = {name: _named(name, ran) for name in (f"r{n:02d}" for n in range(20))}
+    names = list(made)
+    random.Random(20).shuffle(names)
+    assert names != sorted(names)
+    receivers = [made[name] for name in names]
+    for fn in receivers:
+        batch_completed.connect(fn, sender=app)
+    try:
+        response = post_event(app.test_client(), "batch.completed", webhook_id="wh_o")
+    finally:
+        for fn in receivers:
+            batch_completed.disconnect(fn)
+    assert response.status_code == 200
+    assert ran == names
+    record = get_state(app).store.get("wh_o")
+    assert record is not None
+    assert [r.key for r in record.receivers] == [
+        receiver_key(batch_completed, fn) for fn in receivers
+    ]
+
+
+def test_receivers_for_any_app_run_before_those_for_this_app() -> None:
+    app = make_app()
+    ran: list[str] = []
+    for_app = _named("for_app", ran)
+    for_any = _named("for_any", ran)
+    batch_completed.connect(for_app, sender=app)
+    batch_completed.connect(for_any)
+    try:
+        post_event(app.test_client(), "batch.completed")
+    finally:
+        batch_completed.disconnect(for_app)
+        batch_completed.disconnect(for_any)
+    assert ran == ["for_any", "for_app"]
+
+
+def test_a_reconnected_receiver_moves_to_the_end() -> None:
+    app = make_app()
+    ran: list[str] = []
+    first, second = _named("first", ran), _named("second", ran)
+    batch_completed.connect(first, sender=app)
+    batch_completed.connect(second, sender=app)
+    batch_completed.disconnect(first)
+    batch_completed.connect(first, sender=app)
+    try:
+        post_event(app.test_client(), "batch.completed")
+    finally:
+        batch_completed.disconnect(first)
+        batch_completed.disconnect(second)
+    assert ran == ["second", "first"]

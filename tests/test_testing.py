@@ -11,10 +11,12 @@ import typing as t
 
 import pytest
 import standardwebhooks
+from flask import Blueprint
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_openai_webhooks.blueprint import get_state
+from flask_openai_webhooks import samples
+from flask_openai_webhooks import testing
 from flask_openai_webhooks.blueprint import make_blueprint
 from flask_openai_webhooks.errors import WebhookVerificationError
 from flask_openai_webhooks.signals import batch_failed
@@ -22,13 +24,12 @@ from flask_openai_webhooks.signals import EVENT_SIGNALS
 from flask_openai_webhooks.signals import webhook_failed
 from flask_openai_webhooks.signals import webhook_received
 from flask_openai_webhooks.signals import webhook_rejected
+from flask_openai_webhooks.state import get_state
 from flask_openai_webhooks.testing import capture_signals
 from flask_openai_webhooks.testing import encode_body
 from flask_openai_webhooks.testing import make_event
-from flask_openai_webhooks.testing import new_webhook_id
 from flask_openai_webhooks.testing import post_event
 from flask_openai_webhooks.testing import signed_headers
-from flask_openai_webhooks.testing import signed_request
 from flask_openai_webhooks.testing import webhook_url
 from flask_openai_webhooks.testing import WebhookClient
 from flask_openai_webhooks.verify import decode_secret
@@ -54,27 +55,6 @@ def make_app(secret: SecretOrSecrets = SECRET, **blueprints: dict[str, t.Any]) -
 @pytest.fixture
 def app() -> Flask:
     return make_app()
-
-
-def test_new_webhook_id_looks_like_openais() -> None:
-    ids = {new_webhook_id() for _ in range(100)}
-
-    assert len(ids) == 100
-    for webhook_id in ids:
-        assert re.fullmatch(r"wh_[0-9a-f]{32}", webhook_id)
-
-
-def test_encode_body_is_compact_utf8_json() -> None:
-    payload = {"type": "batch.completed", "data": {"id": "batch_1", "note": "café"}}
-
-    body = encode_body(payload)
-
-    assert (
-        body
-        == '{"type":"batch.completed","data":{"id":"batch_1","note":"café"}}'.encode()
-    )
-    assert encode_body("é") == "é".encode()
-    assert encode_body(b"\xff") == b"\xff"
 
 
 @pytest.mark.parametrize(
@@ -130,10 +110,11 @@ def test_signed_headers_accept_the_raw_key() -> None:
     assert by_key == by_secret
 
 
-def test_signed_request_returns_the_signed_bytes() -> None:
+def test_signed_headers_for_a_payload_sign_encode_body_bytes() -> None:
     event = make_event("batch.completed")
 
-    body, headers = signed_request(event, SECRET)
+    headers = signed_headers(event, SECRET)
+    body = encode_body(event)
 
     assert json.loads(body) == event
     assert b" " not in body
@@ -141,12 +122,37 @@ def test_signed_request_returns_the_signed_bytes() -> None:
     standardwebhooks.Webhook(SECRET).verify(body, headers)
 
 
-def test_signed_request_for_another_serialisation_does_not_verify() -> None:
+def test_signed_headers_for_another_serialisation_do_not_verify() -> None:
     event = make_event("batch.completed")
-    _, headers = signed_request(event, SECRET)
+    headers = signed_headers(event, SECRET)
 
     with pytest.raises(WebhookVerificationError):
         verify_signature(json.dumps(event, indent=2), headers, secret=SECRET)
+
+
+def test_one_way_each_to_sign_build_and_post() -> None:
+    """The kit has one function per job; building and encoding are
+    :mod:`~flask_openai_webhooks.samples`' own, re-exported."""
+    assert sorted(testing.__all__) == [
+        "RecordedSignal",
+        "SignalRecorder",
+        "WebhookClient",
+        "capture_signals",
+        "encode_body",
+        "make_event",
+        "new_webhook_id",
+        "post_event",
+        "signed_headers",
+        "webhook_url",
+    ]
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    assert testing.make_event is samples.make_event
+    assert testing.encode_body is samples.encode_body
+    assert testing.new_webhook_id is samples.new_webhook_id
+    assert not hasattr(testing, "signed_request")
+    for gone in ("post", "headers", "make_event"):
+        assert not hasattr(WebhookClient, gone)
 
 
 def test_post_event_by_type_is_processed(app: Flask, client: FlaskClient) -> None:
@@ -365,7 +371,8 @@ def test_signal_recorder_is_a_sequence(app: Flask, client: FlaskClient) -> None:
     assert received is sent.of("webhook-received")[0]
     assert received.webhook_id == "wh_seq"
     assert received.sender is app
-    assert set(received.kwargs) == {"event", "webhook_id"}
+    assert set(received.kwargs) == {"event", "webhook_id", "blueprint"}
+    assert received.kwargs["blueprint"] == "openai_webhooks"
     assert "webhook-received" in repr(sent)
 
     sent.clear()
@@ -374,7 +381,9 @@ def test_signal_recorder_is_a_sequence(app: Flask, client: FlaskClient) -> None:
     assert sent.types == []
 
 
-def test_webhook_client_sends_posts_and_signs(app: Flask, client: FlaskClient) -> None:
+def test_webhook_client_sends_types_payloads_and_raw_bodies(
+    app: Flask, client: FlaskClient
+) -> None:
     hooks = WebhookClient(client)
 
     assert hooks.app is app
@@ -382,20 +391,44 @@ def test_webhook_client_sends_posts_and_signs(app: Flask, client: FlaskClient) -
     assert hooks.url == "/webhooks/openai"
 
     with capture_signals(app) as sent:
-        sent_response = hooks.send("eval.run.succeeded", data={"id": "evalrun_1"})
-        posted = hooks.post(hooks.make_event("batch.expired"), webhook_id="wh_post")
-        raw = hooks.post("{}")
+        by_type = hooks.send("eval.run.succeeded", data={"id": "evalrun_1"})
+        payload = hooks.send(make_event("batch.expired"), webhook_id="wh_post")
+        retried = hooks.send(make_event("batch.expired"), webhook_id="wh_post")
+        raw = hooks.send(b"{}")
 
-    assert sent_response.status_code == 200
-    assert posted.status_code == 200
+    assert by_type.status_code == 200
+    assert payload.get_json() == {"status": "processed"}
+    assert retried.get_json() == {"status": "duplicate"}
     assert raw.status_code == 400
+    assert raw.get_json()["error"] == "invalid_payload"
     assert sent.types == ["eval.run.succeeded", "batch.expired"]
+    assert sent.events[0].data.id == "evalrun_1"
+    assert sent.of(webhook_received)[1].webhook_id == "wh_post"
     assert len(sent.rejected) == 1
 
-    headers = hooks.headers(b"{}", webhook_id="wh_h", timestamp=5)
+
+def test_webhook_client_send_takes_post_event_arguments(
+    app: Flask, client: FlaskClient
+) -> None:
+    hooks = WebhookClient(client)
+
+    forged = hooks.send("batch.completed", secret=OTHER_SECRET)
+    stale = hooks.send("batch.completed", timestamp=time.time() - 3600)
+    unsigned = hooks.send("batch.completed", headers={"webhook-signature": ""})
+    elsewhere = hooks.send("batch.completed", url="/nowhere")
+
+    assert forged.get_json()["error"] == "signature_mismatch"
+    assert stale.get_json()["error"] == "timestamp_too_old"
+    assert unsigned.get_json()["error"] == "missing_header"
+    assert elsewhere.status_code == 404
+
+
+def test_webhook_client_key_signs_what_the_app_verifies(app: Flask) -> None:
+    hooks = WebhookClient(app.test_client())
+
+    headers = signed_headers(b"{}", hooks.key, webhook_id="wh_h", timestamp=5)
+
     verify_signature(b"{}", headers, secret=SECRET, now=5)
-    other = hooks.headers(b"{}", secret=OTHER_SECRET)
-    verify_signature(b"{}", other, secret=OTHER_SECRET)
 
 
 def test_webhook_client_for_a_named_blueprint() -> None:
@@ -408,6 +441,35 @@ def test_webhook_client_for_a_named_blueprint() -> None:
     assert hooks.url == "/two"
     assert hooks.key == decode_secret(OTHER_SECRET)
     assert hooks.send("batch.completed").status_code == 200
+
+
+def test_webhook_client_and_post_event_for_a_nested_blueprint() -> None:
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.register_blueprint(make_blueprint())
+    app.register_blueprint(api)
+    client = app.test_client()
+
+    with capture_signals(app) as sent:
+        by_default = WebhookClient(client).send("batch.completed")
+        by_name = WebhookClient(client, blueprint="api.openai_webhooks").send(
+            "batch.failed"
+        )
+        posted = post_event(client, "batch.expired")
+
+    assert webhook_url(app) == "/api/webhooks/openai"
+    assert [by_default.status_code, by_name.status_code, posted.status_code] == [
+        200,
+        200,
+        200,
+    ]
+    assert sent.types == ["batch.completed", "batch.failed", "batch.expired"]
+    assert {call.kwargs["blueprint"] for call in sent.of(webhook_received)} == {
+        "api.openai_webhooks"
+    }
+    with pytest.raises(LookupError, match="'openai_webhooks'"):
+        WebhookClient(client, blueprint="openai_webhooks").send("batch.completed")
 
 
 def test_post_event_with_a_dict_ignores_allow_unknown(app: Flask) -> None:
