@@ -3,18 +3,22 @@
 Run it with ``make example`` from the repository root, then send it a signed
 sample with ``make send-sample`` (or ``python examples/send_sample.py``).
 
-In a real app the receivers would hand the event to a task queue: OpenAI
-expects an answer within a few seconds, and ``client.batches.retrieve`` or
-``client.responses.retrieve`` can take longer than that.
+OpenAI expects an answer within a few seconds, and
+``client.batches.retrieve`` can take longer than that, so ``batch.completed``
+is also handed to a Celery task (:mod:`examples.tasks`). Start a worker with
+``make worker`` and run the app with ``FLASK_CELERY__broker_url`` set to the
+same broker; without a broker the task runs inline, in the request.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import typing as t
 
 from flask import Flask
 
+from examples.tasks import fetch_batch_output
 from flask_openai_webhooks import batch_cancelled
 from flask_openai_webhooks import batch_completed
 from flask_openai_webhooks import BatchCancelledWebhookEvent
@@ -24,6 +28,8 @@ from flask_openai_webhooks import response_completed
 from flask_openai_webhooks import ResponseCompletedWebhookEvent
 from flask_openai_webhooks import webhook_received
 from flask_openai_webhooks import WebhookEvent
+from flask_openai_webhooks.celery import celery_init_app
+from flask_openai_webhooks.celery import enqueue
 
 #: For the demo only: a real secret comes from the OpenAI dashboard and is
 #: read from the environment, never committed.
@@ -32,9 +38,10 @@ DEMO_SECRET = "whsec_ZGVtby1zZWNyZXQtZG8tbm90LXVzZS1pbi1wcm9kdWN0aW9uIQ=="
 logger = logging.getLogger("example")
 
 
-def create_app() -> Flask:
-    """Build the example app. Settings come from ``FLASK_``-prefixed
-    environment variables, e.g. ``FLASK_OPENAI_WEBHOOK_STORE``."""
+def create_app(config: dict[str, t.Any] | None = None) -> Flask:
+    """Build the example app. Settings come from ``config`` (tests), then
+    ``FLASK_``-prefixed environment variables, e.g.
+    ``FLASK_OPENAI_WEBHOOK_STORE``."""
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -42,9 +49,22 @@ def create_app() -> Flask:
     app.config["OPENAI_WEBHOOK_SECRET"] = os.environ.get(
         "OPENAI_WEBHOOK_SECRET", DEMO_SECRET
     )
+    # The delivery log in a file of the instance folder, so that the
+    # server and 'flask openai-webhooks log' in another terminal (and
+    # several gunicorn workers) share it.
+    app.config["OPENAI_WEBHOOK_STORE"] = "sqlite:///webhooks.db"
+    # Celery's settings, e.g. FLASK_CELERY__broker_url=amqp://... from the
+    # environment.
+    app.config["CELERY"] = {"task_ignore_result": True}
+    app.config.update(config or {})
     app.config.from_prefixed_env()
     if app.config["OPENAI_WEBHOOK_SECRET"] == DEMO_SECRET:
         logger.warning("using the demo webhook secret; set OPENAI_WEBHOOK_SECRET")
+    celery = app.config["CELERY"]
+    # No broker: run tasks inline (Celery's eager mode), so the example
+    # needs nothing but Python. With one, the worker runs them.
+    celery.setdefault("task_always_eager", not celery.get("broker_url"))
+    celery_init_app(app)
     app.register_blueprint(make_blueprint())
     connect_receivers(app)
     return app
@@ -58,6 +78,8 @@ def connect_receivers(app: Flask) -> None:
     tests) from hearing each other's events.
     """
     batch_completed.connect(on_batch_completed, sender=app)
+    # The slow part of a completed batch goes to a Celery task.
+    enqueue("batch.completed", task=fetch_batch_output, sender=app)
     batch_cancelled.connect(on_batch_cancelled, sender=app)
     response_completed.connect(on_response_completed, sender=app)
     webhook_received.connect(on_any_event, sender=app)
