@@ -1,24 +1,21 @@
 """Section 3: end to end, through gunicorn and real sockets.
 
-Up to four servers run at once, each gunicorn with 2 workers of the
-``gthread`` class (2 threads each by default, HTTP keep-alive on), serving
-:func:`benchmarks.apps.create_app`:
+The servers are gunicorn with 2 workers of the ``gthread`` class (2
+threads each by default, HTTP keep-alive on), serving
+:func:`benchmarks.apps.create_app`. They run in groups, one group at a
+time, each group's servers interleaved round by round:
 
--   ``bare``: the plain route of :func:`benchmarks.apps.bare_app`;
--   ``ours, SQLite``: the blueprint with an
-    :class:`~flask_openai_webhooks.SQLiteStore` file shared by both
-    workers, the store to use with several workers on one machine;
--   ``ours, Redis``: the blueprint with a
-    :class:`~flask_openai_webhooks.RedisStore` under a unique prefix,
-    deleted afterwards (skipped if Redis is not reachable);
--   ``ours, MemoryStore``: the blueprint with a
-    :class:`~flask_openai_webhooks.MemoryStore` per worker: the default
-    configuration, though not exactly-once across two workers (a retry
-    reaching the other worker runs again). It shows the blueprint's cost end
-    to end without a store round trip, which separates "our code" from "the
-    store".
-
-The throughput target is judged for every configuration.
+-   ``memory``: the ``bare`` route, the minimal floor route with a
+    dict-and-lock dedup, and ours with a
+    :class:`~flask_openai_webhooks.MemoryStore` per worker (the default
+    configuration, though not deduplicated across two workers: a retry
+    reaching the other worker runs again). The target is against ``bare``;
+    the note gives the ratio to the floor route too.
+-   one group per shared store (SQLite, Redis, PostgreSQL, MariaDB): its
+    store-floor app (the floor route with that backend's claim and finish
+    writes, :mod:`benchmarks.floors`) and ours with that store, both on
+    the same server in a place private to this run
+    (:mod:`benchmarks.services`). p99 latency is reported for both.
 
 ``gthread`` rather than ``sync``: the sync worker closes the connection
 after every response, so each request would also pay a TCP handshake and
@@ -29,7 +26,7 @@ The load generator is ``wrk`` when it is installed: one thread (so one Lua
 state walks one pool, see below), a few keep-alive connections. Otherwise a
 Python generator with one thread and one ``http.client`` keep-alive
 connection per connection slot, which is slower and competes for the same
-two cores, so its numbers are lower and noted as such.
+cores, so its numbers are lower and noted as such.
 
 Every request is a distinct delivery. Signing per request inside ``wrk``
 would need HMAC in Lua, so a pool of requests, each with its own
@@ -37,15 +34,19 @@ would need HMAC in Lua, so a pool of requests, each with its own
 file right before each run and replayed in order; a run lasts seconds, far
 inside the 300 s tolerance. The pool is sized from a warm-up run's rate
 with a 2x margin; if a run still goes past its end, ids repeat and the
-blueprint takes its cheaper duplicate path, which the table then notes.
+apps take their cheaper duplicate path, which the table then notes.
+After each shared-store group, the number of deliveries recorded as
+processed is checked against the number of requests answered.
 
 Runs are interleaved like the in-process cases: several short rounds, each
-running every server once in rotating order, and the median of the rounds
-is reported. ``duration x rounds`` is the time spent on each server.
+running every server of the group once in rotating order, and the median
+of the rounds is reported; ratios are medians of per-round ratios.
+``duration x rounds`` is the time spent on each server.
 """
 
 from __future__ import annotations
 
+import collections.abc as c
 import contextlib
 import dataclasses
 import http.client
@@ -63,13 +64,19 @@ import typing as t
 from pathlib import Path
 
 from . import deliveries
-from .apps import delete_redis_keys
-from .apps import new_redis_prefix
-from .apps import redis_store
+from .apps import close_store
+from .apps import make_store
+from .floors import make_floor
 from .harness import Row
 from .harness import Target
+from .services import BACKENDS
+from .services import count_redis_keys
+from .services import Place
+from .services import places
+from .services import sql_count
 
-THROUGHPUT_VS_BARE = Target("end-to-end throughput, ours / bare", ">=", 0.85)
+MEMORY_VS_BARE = Target("end-to-end throughput, memory store / bare", ">=", 0.9)
+STORE_VS_FLOOR = Target("end-to-end throughput, shared store / its floor", ">=", 0.85)
 
 #: The repository root, which gunicorn must import ``benchmarks`` from.
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +131,6 @@ class Settings:
     connections: int = 4
     worker_class: str = "gthread"
     threads: int = 2
-    redis: bool = True
     loadgen: str = "auto"
 
 
@@ -355,38 +361,20 @@ def _loadgen(settings: Settings) -> str:
     if settings.loadgen == "auto":
         return "wrk" if shutil.which("wrk") else "python"
     if settings.loadgen == "wrk" and not shutil.which("wrk"):
-        raise RuntimeError("--loadgen wrk: wrk is not installed")
+        raise RuntimeError("--loadgen wrk: wrk is not installed (apt-get install wrk)")
     return settings.loadgen
 
 
-def run(settings: Settings) -> tuple[list[Row], dict[str, t.Any]]:
-    """Start the servers, warm them up, run the interleaved rounds."""
-    loadgen = _loadgen(settings)
+def _run_group(
+    specs: dict[str, dict[str, str]],
+    settings: Settings,
+    loadgen: str,
+    tmp: Path,
+) -> tuple[dict[str, list[RunResult]], int]:
+    """Start the servers of one group, warm them up, run the interleaved
+    rounds, stop them; return the runs by server name and the pool size."""
     body = deliveries.make_body(deliveries.KNOWN)
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        specs: dict[str, dict[str, str]] = {
-            "bare": {"BENCH_APP": "bare"},
-            "ours, MemoryStore": {"BENCH_APP": "ours", "BENCH_STORE": "memory"},
-            "ours, SQLite": {
-                "BENCH_APP": "ours",
-                "BENCH_STORE": str(tmp / "deliveries.db"),
-            },
-        }
-        skipped = "--no-redis"
-        if settings.redis:
-            prefix = new_redis_prefix()
-            probe = redis_store(prefix)
-            if probe is None:
-                skipped = "Redis not reachable"
-            else:
-                probe.close()
-                stack.callback(delete_redis_keys, prefix)
-                specs["ours, Redis"] = {
-                    "BENCH_APP": "ours",
-                    "BENCH_STORE": "redis",
-                    "BENCH_REDIS_PREFIX": prefix,
-                }
         servers = [
             stack.enter_context(_gunicorn(name, env, settings, tmp))
             for name, env in specs.items()
@@ -414,59 +402,112 @@ def run(settings: Settings) -> tuple[list[Row], dict[str, t.Any]]:
                         f" log ends with:\n{server.log.read_text()[-2000:]}"
                     )
                 results[server.name].append(result)
+    return results, pool_size
 
-        # Every delivery the shared stores processed is one record, so a
-        # store holding fewer records than requests answered would mean some
-        # were duplicates: check it, while the store still exists.
-        stored: dict[str, int] = {}
-        if "ours, SQLite" in specs:
-            stored["ours, SQLite"] = _sqlite_done(tmp / "deliveries.db")
-        if "ours, Redis" in specs:
-            stored["ours, Redis"] = _redis_count(
-                specs["ours, Redis"]["BENCH_REDIS_PREFIX"]
+
+def _processed_by_store(place: Place) -> int:
+    """Deliveries our store holds as processed."""
+    if place.backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(f"{place.target}/deliveries.db", timeout=30)
+        try:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM openai_webhook_deliveries"
+                " WHERE status = 'processed'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return int(count)
+    if place.backend == "redis":
+        # One hash per delivery under "<prefix>store:d:".
+        return count_redis_keys(place.target + "store:d:*")
+    return sql_count(
+        place.target,
+        "SELECT count(*) FROM openai_webhook_deliveries WHERE status = 'processed'",
+    )
+
+
+def run(
+    settings: Settings,
+    *,
+    backends: c.Sequence[str] = tuple(BACKENDS),
+    off: c.Mapping[str, str] | None = None,
+) -> tuple[list[Row], dict[str, t.Any]]:
+    """Run the memory group, then one group per reachable shared store.
+
+    :param backends: The shared stores to include.
+    :param off: Backends turned off by an option, with the option.
+    """
+    loadgen = _loadgen(settings)
+    reasons: dict[str, str] = {
+        name: f"off ({why})" for name, why in (off or {}).items()
+    }
+    results: dict[str, list[RunResult]] = {}
+    pools: dict[str, int] = {}
+    stored: dict[str, dict[str, int]] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        found, skipped = stack.enter_context(places(backends, str(tmp)))
+        reasons.update(skipped)
+
+        group, pools["memory"] = _run_group(
+            {
+                "bare": {"BENCH_APP": "bare"},
+                "floor:memory": {"BENCH_APP": "floor", "BENCH_BACKEND": "memory"},
+                "ours:memory": {"BENCH_APP": "ours", "BENCH_BACKEND": "memory"},
+            },
+            settings,
+            loadgen,
+            tmp,
+        )
+        results.update(group)
+
+        for name, place in found.items():
+            # Tables first, from here: two workers creating them at once
+            # would only measure the race.
+            floor = make_floor(name, place.target)
+            stack.callback(floor.close)
+            floor.create()
+            store = make_store(name, place.target)
+            try:
+                store.ping()
+            finally:
+                close_store(store)
+            env = {"BENCH_BACKEND": name, "BENCH_TARGET": place.target}
+            group, pools[name] = _run_group(
+                {
+                    f"floor:{name}": {"BENCH_APP": "floor", **env},
+                    f"ours:{name}": {"BENCH_APP": "ours", **env},
+                },
+                settings,
+                loadgen,
+                tmp,
             )
-        for name, count in stored.items():
-            answered = sum(r.requests - r.repeated for r in results[name])
-            if count < answered:
-                raise RuntimeError(
-                    f"{name}: {answered} requests answered but only {count}"
-                    " deliveries recorded"
-                )
+            results.update(group)
+            # Every delivery processed is one record, so fewer records than
+            # requests answered would mean some were duplicates.
+            counts = {
+                f"floor:{name}": floor.records(),
+                f"ours:{name}": _processed_by_store(place),
+            }
+            for server, count in counts.items():
+                answered = sum(r.requests - r.repeated for r in group[server])
+                if count < answered:
+                    raise RuntimeError(
+                        f"{server}: {answered} requests answered but only"
+                        f" {count} deliveries recorded as processed"
+                    )
+            stored[name] = counts
 
-    return _rows(results, settings, loadgen, skipped), {
+    return _rows(results, reasons, loadgen), {
         "loadgen": loadgen,
         "settings": dataclasses.asdict(settings),
-        "pool_size": pool_size,
-        "records_in_store": stored,
+        "pool_size": pools,
+        "records_processed": stored,
+        "skipped": reasons,
         "runs": {k: [dataclasses.asdict(r) for r in v] for k, v in results.items()},
     }
-
-
-def _sqlite_done(path: Path) -> int:
-    """Deliveries marked done in the SQLite store's file."""
-    import sqlite3
-
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM openai_webhook_deliveries WHERE state = 'done'"
-        ).fetchone()
-    finally:
-        conn.close()
-    return int(count)
-
-
-def _redis_count(prefix: str) -> int:
-    """Keys under the Redis store's prefix, one per delivery."""
-    import redis
-
-    from .apps import REDIS_URL
-
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
-    try:
-        return sum(1 for _ in client.scan_iter(match=prefix + "*", count=1000))
-    finally:
-        client.close()
 
 
 def describe(settings: Settings) -> str:
@@ -477,54 +518,107 @@ def describe(settings: Settings) -> str:
     if _loadgen(settings) == "wrk":
         client = f"wrk -t 1 -c {settings.connections}"
     else:
-        client = f"Python http.client, {settings.connections} threads"
+        client = (
+            f"Python http.client, {settings.connections} threads"
+            " (wrk not installed: apt-get install wrk)"
+        )
     return (
         f"{workers}; {client}; {settings.rounds} rounds x {settings.duration:g} s"
         " per server"
     )
 
 
-def _rows(
+def _median(runs: list[RunResult], attribute: str) -> float:
+    return float(statistics.median(getattr(r, attribute) for r in runs))
+
+
+def _latency(runs: list[RunResult]) -> str:
+    return (
+        f"p50 {_median(runs, 'p50') * 1e3:.2f} ms,"
+        f" p99 {_median(runs, 'p99') * 1e3:.2f} ms"
+    )
+
+
+def _paired(ours: list[RunResult], floor: list[RunResult]) -> float:
+    return statistics.median(a.rate / b.rate for a, b in zip(ours, floor, strict=True))
+
+
+def _judged(
+    key: str,
+    what: str,
     results: dict[str, list[RunResult]],
-    settings: Settings,
-    loadgen: str,
-    skipped: str,
+    ours: str,
+    floor: str,
+    target: Target,
+    reason: str,
+) -> Row:
+    if ours not in results:
+        return Row("3", what, target=target, key=key, unmeasured=reason)
+    mine, theirs = results[ours], results[floor]
+    note = f"ours {_latency(mine)}; floor {_latency(theirs)}"
+    repeated = sum(r.repeated for r in mine + theirs)
+    if repeated:
+        note += f"; {repeated} requests reused an id (pool too small)"
+    return Row(
+        "3",
+        what,
+        f"{_median(mine, 'rate'):,.0f} req/s",
+        ratio=_paired(mine, theirs),
+        ratio_label="× floor",
+        target=target,
+        floor=f"{_median(theirs, 'rate'):,.0f} req/s",
+        key=key,
+        note=note,
+        data={
+            "rate_median": _median(mine, "rate"),
+            "floor_rate_median": _median(theirs, "rate"),
+            "p50_median_seconds": _median(mine, "p50"),
+            "p99_median_seconds": _median(mine, "p99"),
+            "floor_p99_median_seconds": _median(theirs, "p99"),
+            "repeated_ids": repeated,
+        },
+    )
+
+
+def _rows(
+    results: dict[str, list[RunResult]], reasons: dict[str, str], loadgen: str
 ) -> list[Row]:
-    bare = results["bare"]
-    rows: list[Row] = []
-    for name in ("bare", "ours, MemoryStore", "ours, SQLite", "ours, Redis"):
-        title = f"gunicorn + {loadgen}: {name}"
-        target = None if name == "bare" else THROUGHPUT_VS_BARE
-        if name not in results:
-            rows.append(Row("3", title, target=target, note=f"skipped: {skipped}"))
-            continue
-        runs = results[name]
-        rate = statistics.median(r.rate for r in runs)
-        p50 = statistics.median(r.p50 for r in runs)
-        p99 = statistics.median(r.p99 for r in runs)
-        repeated = sum(r.repeated for r in runs)
-        note = f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms"
-        if name == "ours, MemoryStore":
-            note += "; one memory store per worker"
-        if repeated:
-            note += f"; {repeated} requests reused an id (pool too small)"
-        row = Row(
-            "3",
-            title,
-            f"{rate:,.0f} req/s",
-            target=target,
-            note=note,
-            data={
-                "rate_median": rate,
-                "p50_median_seconds": p50,
-                "p99_median_seconds": p99,
-                "repeated_ids": repeated,
-            },
+    memory = _judged(
+        "e2e-memory",
+        f"end to end, gunicorn + {loadgen}, memory store, floor = bare route",
+        results,
+        "ours:memory",
+        "bare",
+        MEMORY_VS_BARE,
+        "",
+    )
+    if memory.ratio is not None:
+        memory.note = (
+            f"{_paired(results['ours:memory'], results['floor:memory']):.2f}"
+            f" × the minimal floor route; {memory.note}; one memory store per worker"
         )
-        if name != "bare":
-            row.ratio = statistics.median(
-                r.rate / b.rate for r, b in zip(runs, bare, strict=True)
+    rows = [memory]
+    for name, title in BACKENDS.items():
+        rows.append(
+            _judged(
+                f"e2e-{name}",
+                f"end to end, gunicorn + {loadgen}, {title} store, floor = its"
+                " store floor",
+                results,
+                f"ours:{name}",
+                f"floor:{name}",
+                STORE_VS_FLOOR,
+                reasons.get(name, ""),
             )
-            row.ratio_label = "× bare"
-        rows.append(row)
+        )
+    for name, runs in results.items():
+        rows.append(
+            Row(
+                "3",
+                f"gunicorn + {loadgen}: {name}",
+                f"{_median(runs, 'rate'):,.0f} req/s",
+                note=_latency(runs),
+                data={"rate_median": _median(runs, "rate")},
+            )
+        )
     return rows

@@ -1,31 +1,31 @@
 """Section 2: one delivery through Flask, in-process, no sockets.
 
-The cases are up to six Flask apps from :mod:`benchmarks.apps` answering
-``POST /webhooks/openai``:
+The cases are Flask apps from :mod:`benchmarks.apps` answering
+``POST /webhooks/openai``, all timed in the same interleaved rounds:
 
 ``bare``
-    A plain route that reads the body and answers 204, the baseline.
-``sqlite-floor`` / ``redis-floor``
-    The bare route plus the two writes any shared store needs per delivery
-    (claim, finish), done as cheaply as the backend allows
-    (:class:`~benchmarks.apps.SQLiteFloor`,
-    :class:`~benchmarks.apps.RedisFloor`). No target: they show how much of
-    a store's cost no implementation can remove, so the blueprint's rows
-    can also be read against them.
-``memory`` / ``sqlite`` / ``redis``
-    The blueprint with a
-    :class:`~flask_openai_webhooks.MemoryStore`, an
-    :class:`~flask_openai_webhooks.SQLiteStore` on a file in a temporary
-    directory, and a :class:`~flask_openai_webhooks.RedisStore` on
-    ``127.0.0.1:6379`` under a unique prefix whose keys are deleted at the
-    end. Each delivery is verified, parsed, claimed, dispatched and
-    finished.
+    A plain route that reads the body and answers 204. No target: it shows
+    what Flask itself costs.
+``floor:memory``
+    The minimal floor route (:func:`~benchmarks.apps.floor_app`) with a
+    dict-and-lock dedup: the floor of the memory store.
+``ours:memory``
+    The blueprint with a :class:`~flask_openai_webhooks.MemoryStore`.
+``ours:memory+obs``
+    The same with metrics and tracing on (:mod:`benchmarks.observability`),
+    judged against ``ours:memory``; when the blueprint has the options.
+``floor:<backend>`` / ``ours:<backend>``
+    For SQLite, Redis, PostgreSQL and MariaDB: the floor route with that
+    backend's store floor (:mod:`benchmarks.floors`: the claim and finish
+    writes, carrying the log's data), and the blueprint with our store on
+    the same server, in a place private to this run
+    (:mod:`benchmarks.services`).
 
-A trivial receiver is connected to ``batch_completed`` (for any sender), so
-dispatch really calls something; its call count is checked against the
-number of deliveries, which proves none was answered as a duplicate. Every
-delivery has a fresh ``webhook-id`` and is signed before its batch starts,
-so neither signing nor the dedup fast path is measured.
+A trivial receiver is connected to ``batch_completed`` (for each benchmark app),
+and the floor route calls it directly; its call count is checked against
+the number of deliveries, which proves none was answered as a duplicate.
+Every delivery has a fresh ``webhook-id`` and is signed before its batch
+starts, so neither signing nor the dedup fast path is measured.
 
 The apps are called the way a WSGI server calls them,
 ``app(environ, start_response)``, with environs prebuilt by
@@ -45,38 +45,40 @@ import typing as t
 
 from werkzeug.test import EnvironBuilder
 
-from flask_openai_webhooks import MemoryStore
-from flask_openai_webhooks import RedisStore
-from flask_openai_webhooks import SQLiteStore
 from flask_openai_webhooks.stores import DeliveryStore
 
 from . import deliveries
+from . import observability
 from .apps import bare_app
 from .apps import blueprint_app
 from .apps import call_wsgi
-from .apps import delete_redis_keys
-from .apps import new_redis_prefix
+from .apps import close_store
+from .apps import floor_app
+from .apps import make_store
 from .apps import receiver
-from .apps import redis_store
-from .apps import REDIS_URL
-from .apps import RedisFloor
-from .apps import SQLiteFloor
+from .floors import make_floor
 from .harness import Batch
 from .harness import Case
+from .harness import Clock
 from .harness import format_seconds
 from .harness import paired_difference
+from .harness import paired_medians
 from .harness import paired_ratio
 from .harness import Row
 from .harness import run_interleaved
+from .harness import Samples
 from .harness import Target
+from .services import BACKENDS
+from .services import places
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIApplication
     from _typeshed.wsgi import WSGIEnvironment
 
-MEMORY_VS_BARE = Target("blueprint (memory) / bare, in-process", "<=", 1.15)
-STORE_VS_BARE = Target("blueprint (SQLite, Redis) / bare, in-process", "<=", 1.6)
+MEMORY_VS_FLOOR = Target("in-process, memory store / minimal route", "<=", 1.10)
+STORE_VS_FLOOR = Target("in-process, shared store / its store floor", "<=", 1.3)
+OBSERVED_VS_OFF = Target("metrics and traces on / off", "<=", 1.05)
 
 
 def environ(delivery: deliveries.Delivery) -> WSGIEnvironment:
@@ -111,8 +113,24 @@ def environ_factory(
     return make
 
 
-def _case(name: str, app: WSGIApplication, expected_status: str, body: bytes) -> Case:
+def wsgi_case(
+    name: str,
+    app: WSGIApplication,
+    expected_status: str,
+    body: bytes,
+    *,
+    before_batch: c.Callable[[], None] | None = None,
+    clock: Clock = "cpu",
+) -> Case:
+    """A case that sends ``ops`` fresh deliveries of ``body`` to ``app``
+    and checks every answer's status.
+
+    :param before_batch: Called, untimed, before each batch.
+    :param clock: ``"wall"`` when the app waits for a server (see
+        :mod:`benchmarks.harness`).
+    """
     statuses: list[str] = []
+    make_environ = environ_factory(body)
 
     def start_response(status: str, headers: t.Any, exc_info: t.Any = None) -> t.Any:
         statuses.append(status)
@@ -120,8 +138,10 @@ def _case(name: str, app: WSGIApplication, expected_status: str, body: bytes) ->
     start: StartResponse = start_response
 
     def prepare(ops: int) -> Batch:
-        environs = [environ(deliveries.sign(body)) for _ in range(ops)]
+        environs = [make_environ(deliveries.sign(body)) for _ in range(ops)]
         statuses.clear()
+        if before_batch is not None:
+            before_batch()
 
         def batch() -> int:
             for env in environs:
@@ -139,111 +159,217 @@ def _case(name: str, app: WSGIApplication, expected_status: str, body: bytes) ->
 
     # The status check runs inside the timed batch but is O(ops) list work,
     # ~20 ns per delivery, identical for every case.
-    return Case(name, prepare, disable_gc=False)
+    return Case(name, prepare, disable_gc=False, clock=clock)
 
 
 def run(
-    *, rounds: int, ops: int, redis: bool = True
+    *,
+    rounds: int,
+    ops: int,
+    store_ops: c.Mapping[str, int],
+    backends: c.Sequence[str] = tuple(BACKENDS),
+    off: c.Mapping[str, str] | None = None,
 ) -> tuple[list[Row], dict[str, t.Any]]:
-    """Time the bare route and the blueprint with each store, interleaved."""
+    """Time every case, interleaved, and build the rows.
+
+    :param ops: Deliveries per batch of the process-local cases.
+    :param store_ops: Deliveries per batch of each shared store's cases,
+        by backend (the store and its floor get the same number).
+    :param backends: The shared stores to include.
+    :param off: Backends turned off by an option, with the option.
+    """
     body = deliveries.make_body(deliveries.KNOWN)
+    reasons: dict[str, str] = {
+        name: f"off ({why})" for name, why in (off or {}).items()
+    }
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
-        stores: dict[str, DeliveryStore] = {
-            "memory": MemoryStore(),
-            "sqlite": SQLiteStore(f"{tmp}/deliveries.db"),
-        }
-        stack.callback(t.cast(SQLiteStore, stores["sqlite"]).close)
-        skipped = ""
-        if redis:
-            prefix = new_redis_prefix()
-            rstore = redis_store(prefix)
-            if rstore is None:
-                skipped = f"Redis not reachable at {REDIS_URL}"
-            else:
-                stack.callback(rstore.close)
-                stack.callback(delete_redis_keys, prefix)
-                stores["redis"] = rstore
+        found, skipped = stack.enter_context(places(backends, tmp))
+        reasons.update(skipped)
+
+        memory_floor = make_floor("memory")
+        cases = [
+            wsgi_case("bare", bare_app(), "204 NO CONTENT", body),
+            wsgi_case("floor:memory", floor_app(memory_floor), "200 OK", body),
+            wsgi_case(
+                "ours:memory", blueprint_app(make_store("memory")), "200 OK", body
+            ),
+        ]
+        batch_ops = {"bare": ops, "floor:memory": ops, "ours:memory": ops}
+
+        enabled = observability.enable()
+        if isinstance(enabled, str):
+            reasons["observability"] = enabled
         else:
-            skipped = "--no-redis"
+            # Both on (judged), and each alone (details: which one costs).
+            # Each app gets its own registry: a registry takes a name once.
+            for variant, drop in (
+                ("obs", ()),
+                ("metrics", ("tracing",)),
+                ("tracing", ("metrics",)),
+            ):
+                name = f"ours:memory+{variant}"
+                chosen = {k: v for k, v in enabled.options().items() if k not in drop}
+                cases.append(
+                    wsgi_case(
+                        name,
+                        blueprint_app(make_store("memory"), **chosen),
+                        "200 OK",
+                        body,
+                        before_batch=enabled.clear,
+                    )
+                )
+                batch_ops[name] = ops
 
-        sqlite_floor = SQLiteFloor(f"{tmp}/floor.db")
-        stack.callback(sqlite_floor.close)
-        floors: dict[str, c.Callable[[str], None]] = {"sqlite": sqlite_floor}
-        if "redis" in stores:
-            redis_floor = RedisFloor(t.cast(RedisStore, stores["redis"]).prefix)
-            stack.callback(redis_floor.close)
-            floors["redis"] = redis_floor
-
-        cases = [_case("bare", bare_app(), "204 NO CONTENT", body)]
-        for name, store in stores.items():
-            cases.append(_case(name, blueprint_app(store), "200 OK", body))
-        blueprint_cases = len(cases) - 1
-        for name, floor in floors.items():
-            cases.append(
-                _case(f"{name}-floor", bare_app(floor), "204 NO CONTENT", body)
-            )
+        stores: dict[str, DeliveryStore] = {}
+        for name, place in found.items():
+            floor = make_floor(name, place.target)
+            floor.create()
+            stack.callback(floor.close)
+            store = make_store(name, place.target)
+            stack.callback(close_store, store)
+            store.ping()  # connects, and creates the tables
+            stores[name] = store
+            for case_name, app in (
+                (f"floor:{name}", floor_app(floor)),
+                (f"ours:{name}", blueprint_app(store)),
+            ):
+                cases.append(wsgi_case(case_name, app, "200 OK", body, clock="wall"))
+            batch_ops[f"floor:{name}"] = batch_ops[f"ours:{name}"] = store_ops[name]
 
         # Warm-up: first requests build URL maps, validators, connections.
         for case in cases:
-            case.prepare(50)()
+            case.prepare(min(50, batch_ops[case.name]))()
+        spans = 0
+        if not isinstance(enabled, str):
+            # Count the spans of one delivery, to show tracing is really on.
+            enabled.clear()
+            next(k for k in cases if k.name == "ours:memory+obs").prepare(1)()
+            spans = enabled.spans()
         before = receiver.calls
-        samples = run_interleaved(
-            cases, dict.fromkeys([k.name for k in cases], ops), rounds
-        )
+        samples = run_interleaved(cases, batch_ops, rounds)
         dispatched = receiver.calls - before
-        expected = rounds * ops * blueprint_cases
+        expected = rounds * sum(n for k, n in batch_ops.items() if k != "bare")
         if dispatched != expected:
             raise RuntimeError(
                 f"the receiver ran {dispatched} times for {expected} deliveries"
             )
 
-    bare = samples["bare"]
-    rows = [
-        Row(
-            "2",
-            "WSGI in-process: bare route (get_data, 204)",
-            format_seconds(bare.median),
-            data={"median_seconds": bare.median, "per_round": bare.per_op},
-        )
-    ]
-    titles = {
-        "memory": "WSGI in-process: ours, MemoryStore",
-        "sqlite-floor": "WSGI in-process: bare + 2 SQLite writes (store floor)",
-        "sqlite": "WSGI in-process: ours, SQLiteStore (temp file)",
-        "redis-floor": "WSGI in-process: bare + 2 Redis SETs (store floor)",
-        "redis": "WSGI in-process: ours, RedisStore (127.0.0.1)",
-    }
-    for name, title in titles.items():
-        is_floor = name.endswith("-floor")
-        target = (
-            None if is_floor else MEMORY_VS_BARE if name == "memory" else STORE_VS_BARE
-        )
-        if name not in samples:
-            rows.append(Row("2", title, target=target, note=f"skipped: {skipped}"))
-            continue
-        s = samples[name]
-        note = f"+{format_seconds(paired_difference(s, bare))} per delivery"
-        if is_floor:
-            note += "; no target, shows what any shared store costs"
-        elif f"{name}-floor" in samples:
-            beyond = paired_ratio(s, samples[f"{name}-floor"])
-            note += f"; {beyond:.2f} × its store floor"
-        rows.append(
-            Row(
-                "2",
-                title,
-                format_seconds(s.median),
-                ratio=paired_ratio(s, bare),
-                ratio_label="× bare",
-                target=target,
-                note=note,
-                data={"median_seconds": s.median, "per_round": s.per_op},
-            )
-        )
-    return rows, {
+    return _rows(samples, reasons, spans), {
         "rounds": rounds,
-        "deliveries_per_batch": ops,
+        "deliveries_per_batch": batch_ops,
         "body_bytes": len(body),
         "receiver_calls": dispatched,
+        "skipped": reasons,
+        "samples_cpu_seconds": {k: v.cpu for k, v in samples.items()},
+        "samples_wall_seconds": {k: v.wall for k, v in samples.items()},
     }
+
+
+def _judged(
+    key: str,
+    what: str,
+    samples: dict[str, Samples],
+    ours: str,
+    floor: str,
+    target: Target,
+    reason: str,
+    label: str = "× floor",
+) -> Row:
+    if ours not in samples:
+        return Row("2", what, target=target, key=key, unmeasured=reason)
+    a, b = samples[ours], samples[floor]
+    mine, theirs, clock = paired_medians(a, b)
+    return Row(
+        "2",
+        what,
+        format_seconds(mine),
+        ratio=paired_ratio(a, b),
+        ratio_label=label,
+        target=target,
+        floor=format_seconds(theirs),
+        key=key,
+        note=f"+{format_seconds(paired_difference(a, b))} per delivery"
+        f" ({CLOCKS[clock]})",
+        data={"median_seconds": mine, "floor_median_seconds": theirs, "clock": clock},
+    )
+
+
+#: How the notes name the clocks.
+CLOCKS = {"cpu": "CPU time", "wall": "wall time"}
+
+
+def _rows(
+    samples: dict[str, Samples], reasons: dict[str, str], spans: int
+) -> list[Row]:
+    rows = [
+        _judged(
+            "inprocess-memory",
+            "one delivery in-process, memory store",
+            samples,
+            "ours:memory",
+            "floor:memory",
+            MEMORY_VS_FLOOR,
+            "",
+        )
+    ]
+    for name, title in BACKENDS.items():
+        rows.append(
+            _judged(
+                f"inprocess-{name}",
+                f"one delivery in-process, {title} store, log included",
+                samples,
+                f"ours:{name}",
+                f"floor:{name}",
+                STORE_VS_FLOOR,
+                reasons.get(name, ""),
+            )
+        )
+    observed = _judged(
+        "observability",
+        "metrics and traces on (in-process, memory store), floor = off",
+        samples,
+        "ours:memory+obs",
+        "ours:memory",
+        OBSERVED_VS_OFF,
+        reasons.get("observability", ""),
+        "× off",
+    )
+    if observed.ratio is not None:
+        observed.note += f"; {spans} span(s) exported per delivery"
+    rows.append(observed)
+
+    bare = samples["bare"]
+    details = {
+        "bare": "bare route (get_data, 204)",
+        "floor:memory": "minimal floor route, dict-and-lock dedup",
+        "ours:memory": "ours, MemoryStore",
+        "ours:memory+obs": "ours, MemoryStore, metrics and traces on",
+        "ours:memory+metrics": "ours, MemoryStore, metrics on",
+        "ours:memory+tracing": "ours, MemoryStore, traces on",
+    }
+    for name, title in BACKENDS.items():
+        details[f"floor:{name}"] = f"minimal route + {title} claim and finish writes"
+        details[f"ours:{name}"] = f"ours, {title} store"
+    for name, title in details.items():
+        if name not in samples:
+            continue
+        s = samples[name]
+        row = Row(
+            "2",
+            f"WSGI in-process: {title}",
+            format_seconds(s.median),
+            note=CLOCKS[s.clock],
+            data={"median_seconds": s.median, "clock": s.clock},
+        )
+        if name != "bare":
+            mine, theirs, clock = paired_medians(s, bare)
+            row.value = format_seconds(mine)
+            row.ratio, row.ratio_label = paired_ratio(s, bare), "× bare"
+            row.floor = format_seconds(theirs)
+            row.note = (
+                f"+{format_seconds(paired_difference(s, bare))} over bare"
+                f" ({CLOCKS[clock]})"
+            )
+        rows.append(row)
+    return rows
