@@ -1,10 +1,16 @@
-"""The example app and sample sender work as README.rst says."""
+"""The example app and sample sender work as README.rst says.
+
+Every app here keeps its delivery log in a temporary folder, never in the
+repository's instance folder, which is the example's default.
+"""
 
 from __future__ import annotations
 
 import collections.abc as c
+import json
 import logging
 import threading
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,14 +19,44 @@ from werkzeug.serving import make_server
 from examples import send_sample
 from examples.app import create_app
 from examples.app import DEMO_SECRET
+from flask_openai_webhooks.state import get_state
+from flask_openai_webhooks.state import states
+from flask_openai_webhooks.stores.memory import MemoryStore
+from flask_openai_webhooks.stores.sqlite import SQLiteStore
 from flask_openai_webhooks.testing import post_event
 
 
 @pytest.fixture
-def example_app(monkeypatch: pytest.MonkeyPatch) -> Flask:
-    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
-    monkeypatch.delenv("FLASK_OPENAI_WEBHOOK_SECRET", raising=False)
-    return create_app()
+def make_example(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> c.Iterator[c.Callable[[], Flask]]:
+    """Build example apps sharing one SQLite log in ``tmp_path``, as the
+    server and ``flask openai-webhooks log`` in another terminal do; close
+    their stores afterwards."""
+    for name in (
+        "OPENAI_WEBHOOK_SECRET",
+        "FLASK_OPENAI_WEBHOOK_SECRET",
+        "FLASK_OPENAI_WEBHOOK_STORE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    made: list[Flask] = []
+
+    def make() -> Flask:
+        app = create_app({"OPENAI_WEBHOOK_STORE": f"sqlite:///{tmp_path}/w.db"})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        for state in states(app).values():
+            close = getattr(state.store, "close", None)
+            if close is not None:
+                close()
+
+
+@pytest.fixture
+def example_app(make_example: c.Callable[[], Flask]) -> Flask:
+    return make_example()
 
 
 @pytest.fixture
@@ -31,6 +67,7 @@ def live_url(example_app: Flask) -> c.Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}/webhooks/openai"
     server.shutdown()
     thread.join(timeout=5)
+    server.server_close()
 
 
 @pytest.mark.parametrize(
@@ -53,6 +90,7 @@ def test_example_receivers_log_what_arrived(
             example_app.test_client(), event_type, data={"id": data_id}
         )
     assert response.status_code == 200
+    assert response.get_json() == {"status": "processed"}
     assert logged in caplog.text
     assert f"received {event_type}" in caplog.text
 
@@ -67,28 +105,77 @@ def test_example_catch_all_logs_unknown_types(
 
 
 def test_example_uses_demo_secret_and_warns(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    make_example: c.Callable[[], Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
     with caplog.at_level(logging.WARNING, "example"):
-        app = create_app()
+        app = make_example()
     assert app.config["OPENAI_WEBHOOK_SECRET"] == DEMO_SECRET
     assert "demo webhook secret" in caplog.text
 
 
+def test_example_config_sets_the_store(example_app: Flask, tmp_path: Path) -> None:
+    store = get_state(example_app).store
+
+    assert isinstance(store, SQLiteStore)
+    assert Path(store.path) == tmp_path / "w.db"
+
+
+def test_example_store_from_the_environment(
+    make_example: c.Callable[[], Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FLASK_``-prefixed variables win over the defaults and ``config``,
+    as ``create_app`` documents."""
+    monkeypatch.setenv("FLASK_OPENAI_WEBHOOK_STORE", "memory")
+
+    app = make_example()
+
+    assert isinstance(get_state(app).store, MemoryStore)
+
+
+def test_example_log_is_shared_with_another_app_instance(
+    make_example: c.Callable[[], Flask],
+) -> None:
+    """What the server received, ``flask openai-webhooks log`` run in
+    another process (another app instance on the same file) lists."""
+    server = make_example()
+    response = post_event(
+        server.test_client(),
+        "batch.completed",
+        data={"id": "batch_shared"},
+        webhook_id="wh_shared",
+    )
+    assert response.status_code == 200
+
+    result = (
+        make_example()
+        .test_cli_runner()
+        .invoke(args=["openai-webhooks", "log", "--json"])
+    )
+
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    record = json.loads(line)
+    assert (record["webhook_id"], record["object_id"], record["status"]) == (
+        "wh_shared",
+        "batch_shared",
+        "processed",
+    )
+
+
 def test_send_sample_script_delivers_over_http(
     live_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    example_app: Flask,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
     with caplog.at_level(logging.INFO, "example"):
         status = send_sample.main(["batch.completed", "--url", live_url])
     out = capsys.readouterr().out
     assert status == 0, out
-    assert out.startswith("batch.completed -> 200")
+    assert out.startswith('batch.completed -> 200 {"status": "processed"}')
     assert "batch_" in caplog.text
+    [record] = get_state(example_app).store.list_deliveries().records
+    assert record.event_type == "batch.completed"
 
 
 def test_send_sample_with_wrong_secret_is_rejected(

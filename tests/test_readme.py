@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 import re
 
 import docutils.core
 import pytest
 
-from flask_openai_webhooks import blueprint
+from flask_openai_webhooks import make_blueprint
 from flask_openai_webhooks.models import EVENT_TYPES
 from flask_openai_webhooks.signals import signal_name
+from flask_openai_webhooks.state import CONFIG_KEYS
 
 pytest_plugins = ["pytester"]
 
@@ -34,14 +36,12 @@ def test_signal_table_covers_every_type() -> None:
 
 
 def test_config_table_lists_every_key_the_blueprint_reads() -> None:
-    """Every key of make_blueprint's overrides, which _resolve reads from
-    app.config as OPENAI_WEBHOOK_<KEY>, has a row in the README."""
-    source = pathlib.Path(blueprint.__file__).read_text()
-    block = source[source.index("overrides = {") :]
-    block = block[: block.index("}")]
-    keys = re.findall(r'^\s+"([A-Z_]+)":', block, re.M)
-    assert "SECRET" in keys and len(keys) >= 7
-    for key in keys:
+    """Every setting, read from app.config as OPENAI_WEBHOOK_<KEY> and
+    given to make_blueprint as its lower-case argument, has a row."""
+    parameters = inspect.signature(make_blueprint).parameters
+    assert "SECRET" in CONFIG_KEYS and len(CONFIG_KEYS) >= 7
+    for key, argument in CONFIG_KEYS.items():
+        assert argument in parameters, argument
         assert f"``OPENAI_WEBHOOK_{key}``" in README, key
 
 
