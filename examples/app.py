@@ -38,14 +38,16 @@ DEMO_SECRET = "whsec_ZGVtby1zZWNyZXQtZG8tbm90LXVzZS1pbi1wcm9kdWN0aW9uIQ=="
 logger = logging.getLogger("example")
 
 
-def create_app(config: dict[str, t.Any] | None = None) -> Flask:
+def create_app(
+    config: dict[str, t.Any] | None = None, *, instance_path: str | None = None
+) -> Flask:
     """Build the example app. Settings come from ``config`` (tests), then
     ``FLASK_``-prefixed environment variables, e.g.
     ``FLASK_OPENAI_WEBHOOK_STORE``."""
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=instance_path)
     app.config["OPENAI_WEBHOOK_SECRET"] = os.environ.get(
         "OPENAI_WEBHOOK_SECRET", DEMO_SECRET
     )

@@ -293,6 +293,11 @@ def _reject(
     expected signature or the body.
     """
     _log_rejection(state, error)
+    if webhook_rejected.is_muted:
+        # The checks' own unsigned probe (doctor, the inspector's health
+        # page) mutes webhook_rejected in this process: it is not a refused
+        # delivery, so it is not counted either. No request can mute it.
+        return _refusal(error)
     header_id = request.headers.get(verify.HEADER_ID)
     store = state.store
     if watch is not None:
@@ -303,6 +308,10 @@ def _reject(
     except StoreError:
         logger.warning("could not count a refused delivery: the store is down")
     notify(webhook_rejected, app, app.ensure_sync, error=error, blueprint=state.name)
+    return _refusal(error)
+
+
+def _refusal(error: WebhookError) -> Response:
     body = json.dumps({"error": error.code, "message": error.message})
     return Response(body, error.status_code, content_type=_JSON)
 

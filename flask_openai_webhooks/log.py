@@ -113,7 +113,7 @@ def list_deliveries(
     statuses = _statuses(status)
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
-    return _state(app, blueprint)[1].store.list_deliveries(
+    page = _state(app, blueprint)[1].store.list_deliveries(
         status=statuses,
         type_pattern=type,
         since=since,
@@ -122,6 +122,19 @@ def list_deliveries(
         limit=limit,
         before=before,
     )
+    if type is not None and type.startswith(_BOOKKEEPING):
+        return page
+    kept = tuple(r for r in page.records if not r.event_type.startswith(_BOOKKEEPING))
+    if len(kept) == len(page.records):
+        return page
+    # The page may hold fewer than ``limit`` records; its cursor stays right.
+    return Page(kept, page.cursor)
+
+
+#: Event types of the records reconciliation keeps for itself (its marker,
+#: the responses it expects): not deliveries, so listings leave them out
+#: unless asked for by type.
+_BOOKKEEPING = ("reconcile.", "expect.")
 
 
 def _statuses(status: str | c.Collection[str] | None) -> list[str] | None:

@@ -90,6 +90,35 @@ RECONCILED_TYPES: frozenset[str] = frozenset(
 )
 
 
+#: The log record that says reconciliation has sent events through a
+#: store. Until it exists, deliveries skip the look-up of a reconciled
+#: record, which would otherwise cost a store round trip each.
+RECONCILE_MARKER = "reconcile:marker"
+#: Its event type; :mod:`~flask_openai_webhooks.log` listings leave it out.
+RECONCILE_MARKER_TYPE = "reconcile.marker"
+#: Seconds a worker trusts that the marker is absent before asking the store
+#: again. Reconciliation waits this long after writing the marker for the
+#: first time, so that every worker knows before anything is sent.
+RECONCILE_MARKER_TTL = 5.0
+
+
+def reconciliation_in_use(state: WebhookState, store: DeliveryStore) -> bool:
+    """Whether reconciliation ever sent events through ``state``'s store:
+    known for good once seen; an absence is asked again after
+    :data:`RECONCILE_MARKER_TTL` seconds."""
+    checked = state._reconcile_checked
+    if checked == math.inf:
+        return True
+    now = time.monotonic()
+    if now - checked < RECONCILE_MARKER_TTL:
+        return False
+    if store.get(RECONCILE_MARKER) is not None:
+        state._reconcile_checked = math.inf
+        return True
+    state._reconcile_checked = now
+    return False
+
+
 def reconciled_webhook_id(event_type: str, object_id: str) -> str:
     """The ``webhook-id`` under which reconciliation logs the event it sent
     for an object: one per (event type, object id), so that it is sent once.
@@ -161,7 +190,7 @@ def _process(
     store = state.store if observer is None else observer.store_for(state.store)
     try:
         if delivery.source == "delivery":
-            delivery = _after_reconcile(store, delivery)
+            delivery = _after_reconcile(state, store, delivery)
         claim = store.claim(delivery, lease=state.lease, retention=state.retention)
     except StoreError:
         logger.exception("could not claim webhook-id %s", delivery.webhook_id)
@@ -227,18 +256,24 @@ def _process(
     return outcome
 
 
-def _after_reconcile(store: DeliveryStore, delivery: Delivery) -> Delivery:
+def _after_reconcile(
+    state: WebhookState, store: DeliveryStore, delivery: Delivery
+) -> Delivery:
     """``delivery`` as the one reconciliation already sent for its (event
     type, object id), if it did; else unchanged.
 
     The real delivery then claims the reconciled record: a settled one
     answers ``duplicate`` (and counts the arrival there), a leased one
     ``in_flight``, and a failed one runs only the receivers that have not
-    succeeded. One ``get`` for the types reconciliation covers, whether or
-    not it is used, so that every worker sees what any other reconciled.
+    succeeded. One ``get`` for the types reconciliation covers, once the
+    store holds the reconciliation marker (see
+    :func:`reconciliation_in_use`), so that every worker sees what any
+    other reconciled.
     """
     object_id = delivery.object_id
     if object_id is None or delivery.event_type not in RECONCILED_TYPES:
+        return delivery
+    if not reconciliation_in_use(state, store):
         return delivery
     reconciled = reconciled_webhook_id(delivery.event_type, object_id)
     if store.get(reconciled) is None:

@@ -58,10 +58,22 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
 
 @pytest.fixture
-def openai_webhooks(client: FlaskClient) -> WebhookClient:
+def openai_webhooks(request: pytest.FixtureRequest) -> WebhookClient:
     """Post signed OpenAI events to the ``app`` through pytest-flask's
     ``client``; see :class:`~flask_openai_webhooks.testing.WebhookClient`.
     """
+    # Looked up here rather than declared, so that a missing pytest-flask
+    # says what to install instead of "fixture 'client' not found".
+    try:
+        client: FlaskClient = request.getfixturevalue("client")
+    except pytest.FixtureLookupError:
+        pytest.fail(
+            "the openai_webhooks fixture posts through pytest-flask's 'client'"
+            " fixture, which is not available: pip install"
+            " 'Flask-OpenAI-Webhooks[testing]' (it brings pytest-flask), and"
+            " define an 'app' fixture that returns your app",
+            pytrace=False,
+        )
     return WebhookClient(client)
 
 

@@ -48,6 +48,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 import typing as t
 
@@ -57,6 +58,9 @@ from flask import Flask
 from .models import parse_event
 from .process import Outcome
 from .process import process
+from .process import RECONCILE_MARKER
+from .process import RECONCILE_MARKER_TTL
+from .process import RECONCILE_MARKER_TYPE
 from .process import RECONCILED_TYPES
 from .process import reconciled_webhook_id
 from .state import get_state
@@ -402,6 +406,48 @@ def _send(app: Flask, state: WebhookState, item: _Finished) -> Outcome:
         return process(app, state, parse_event(body), delivery, wrap=app.ensure_sync)
 
 
+def _mark_in_use(app: Flask, state: WebhookState) -> None:
+    """Make sure the store holds the reconciliation marker before the first
+    event is sent, so that every worker looks for reconciled events (see
+    :func:`~flask_openai_webhooks.process.reconciliation_in_use`). The
+    first time, wait until every worker has asked the store again, unless
+    the app is testing (one process)."""
+    if state._reconcile_checked == math.inf:
+        return
+    store = state.store
+    marker = Delivery(
+        webhook_id=RECONCILE_MARKER,
+        event_type=RECONCILE_MARKER_TYPE,
+        event_id="",
+        object_id=None,
+        created_at=None,
+        body=b"{}",
+        received_at=time.time(),
+        source="reconcile",
+    )
+    # A claim keeps the marker for the retention from now, and finds it done
+    # when it exists already.
+    claim = store.claim(marker, lease=state.lease, retention=state.retention)
+    if claim.status == "acquired":
+        store.finish(
+            RECONCILE_MARKER,
+            claim.token,
+            (),
+            status="processed",
+            status_code=None,
+            source="reconcile",
+            retention=state.retention,
+        )
+        if claim.record is None and not app.testing:
+            logger.info(
+                "first reconciliation through this store: waiting %.0f s until"
+                " every worker looks for reconciled events",
+                RECONCILE_MARKER_TTL,
+            )
+            time.sleep(RECONCILE_MARKER_TTL + 0.5)
+    state._reconcile_checked = math.inf
+
+
 def reconcile(
     *,
     since: float,
@@ -484,6 +530,7 @@ def reconcile(
             continue
         outcome = None
         if not dry_run:
+            _mark_in_use(app, state)
             outcome = _send(app, state, item)
             logger.info(
                 "reconciled %s of %s, whose delivery never arrived: %s",

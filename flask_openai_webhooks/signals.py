@@ -53,10 +53,9 @@ class _OrderedSet(set[t.Any]):
     """
 
     def __init__(self, items: c.Iterable[t.Any] = ()) -> None:
-        super().__init__()
-        self._order: dict[t.Any, None] = {}
-        for item in items:
-            self.add(item)
+        order = dict.fromkeys(items)
+        super().__init__(order)
+        self._order = order
 
     def add(self, item: t.Any) -> None:
         super().add(item)
@@ -83,13 +82,16 @@ class _OrderedSet(set[t.Any]):
         return _OrderedSet(self._order)
 
     def __iter__(self) -> c.Iterator[t.Any]:
+        # A snapshot: blinker may disconnect a dead weak receiver while
+        # iterating.
         return iter(tuple(self._order))
 
     def __or__(self, other: c.Iterable[t.Any]) -> _OrderedSet:
-        union = _OrderedSet(self._order)
-        for item in other:
-            union.add(item)
-        return union
+        # blinker sends to receivers_for(sender), which unites the ANY and
+        # the sender's sets on every send: one dict merge, no Python loop.
+        if not other:
+            return _OrderedSet(self._order)
+        return _OrderedSet({**self._order, **dict.fromkeys(other)})
 
 
 class _OrderedSignal(NamedSignal):

@@ -85,6 +85,10 @@ class WebhookState:
     #: :meth:`warn_rejections`.
     _refused: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
     _warned_at: float = dataclasses.field(default=-math.inf, repr=False)
+    #: When this process last found no reconciliation marker in the store
+    #: (monotonic), or ``math.inf`` once it found one; see
+    #: :func:`~flask_openai_webhooks.process.reconciliation_in_use`.
+    _reconcile_checked: float = dataclasses.field(default=-math.inf, repr=False)
 
     @property
     def keys(self) -> tuple[bytes, ...]:

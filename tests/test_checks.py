@@ -28,6 +28,7 @@ from flask_openai_webhooks.signals import webhook_received
 from flask_openai_webhooks.signals import webhook_rejected
 from flask_openai_webhooks.state import get_state
 from flask_openai_webhooks.state import states
+from flask_openai_webhooks.state import webhook_url
 from flask_openai_webhooks.testing import capture_signals
 
 from .conftest import SECRET
@@ -131,7 +132,7 @@ def test_rotating_secrets_are_reported_and_never_shown() -> None:
         assert secret.removeprefix("whsec_") not in text
 
 
-def test_the_route_probe_is_kept_from_receivers_but_counted_as_refused() -> None:
+def test_the_route_probe_is_kept_from_receivers_and_not_counted() -> None:
     app = make_app()
     state = get_state(app)
 
@@ -141,6 +142,10 @@ def test_the_route_probe_is_kept_from_receivers_but_counted_as_refused() -> None
     assert checks["route"].level == "ok"
     assert "an unsigned probe got 400 missing_header" in checks["route"].message
     assert sent.of(webhook_rejected) == []
+    # The probe is not a refused delivery: the log does not count it, while
+    # a real unsigned POST is counted.
+    assert state.store.rejections().counts == {}
+    app.test_client().post(webhook_url(app), data=b"{}")
     assert state.store.rejections().counts == {"missing_header": 1}
 
 

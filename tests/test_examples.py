@@ -10,6 +10,7 @@ import collections.abc as c
 import json
 import logging
 import threading
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from flask_openai_webhooks.testing import post_event
 @pytest.fixture
 def make_example(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> c.Iterator[c.Callable[[], Flask]]:
+) -> c.Iterator[c.Callable[..., Flask]]:
     """Build example apps sharing one SQLite log in ``tmp_path``, as the
     server and ``flask openai-webhooks log`` in another terminal do; close
     their stores afterwards."""
@@ -37,12 +38,16 @@ def make_example(
         "OPENAI_WEBHOOK_SECRET",
         "FLASK_OPENAI_WEBHOOK_SECRET",
         "FLASK_OPENAI_WEBHOOK_STORE",
+        "OPENAI_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
     made: list[Flask] = []
 
-    def make() -> Flask:
-        app = create_app({"OPENAI_WEBHOOK_STORE": f"sqlite:///{tmp_path}/w.db"})
+    def make(**config: t.Any) -> Flask:
+        app = create_app(
+            {"OPENAI_WEBHOOK_STORE": f"sqlite:///{tmp_path}/w.db", **config},
+            instance_path=str(tmp_path / "instance"),
+        )
         made.append(app)
         return app
 
@@ -55,7 +60,7 @@ def make_example(
 
 
 @pytest.fixture
-def example_app(make_example: c.Callable[[], Flask]) -> Flask:
+def example_app(make_example: c.Callable[..., Flask]) -> Flask:
     return make_example()
 
 
@@ -193,3 +198,44 @@ def test_send_sample_reports_unreachable_server(
     status = send_sample.main(["batch.completed", "--url", "http://127.0.0.1:1/x"])
     assert status == 2
     assert "could not reach" in capsys.readouterr().err
+
+
+def test_example_task_fetches_the_batch_and_imports_its_results(
+    make_example: c.Callable[..., Flask], tmp_path: Path
+) -> None:
+    """The example's batch task, through the real openai SDK against the
+    stub API: one GET of the batch, its output and error files streamed,
+    every result imported."""
+    import openai
+
+    from . import stub_openai as api
+
+    with api.serve() as stub:
+        stub.add_batch(
+            api.batch(
+                "batch_demo",
+                output_file_id="file-out",
+                error_file_id="file-err",
+                counts=(2, 1),
+            )
+        )
+        stub.add_file("file-out", api.jsonl([api.ok_row("a"), api.ok_row("b")]))
+        stub.add_file("file-err", api.jsonl([api.error_row("c")]))
+        client = openai.OpenAI(base_url=stub.base_url, api_key="sk-test")
+        try:
+            app = make_example(OPENAI_WEBHOOK_CLIENT=client)
+            response = post_event(
+                app.test_client(), "batch.completed", data={"id": "batch_demo"}
+            )
+        finally:
+            client.close()
+        assert response.json == {"status": "processed"}
+        assert len(stub.requests_to("/v1/batches/batch_demo")) == 1
+    imported = tmp_path / "instance" / "batch_results" / "batch_demo.jsonl"
+    rows = [json.loads(line) for line in imported.read_text().splitlines()]
+    assert [(r["custom_id"], r["ok"]) for r in rows] == [
+        ("a", True),
+        ("b", True),
+        ("c", False),
+    ]
+    assert rows[2]["error"] == "batch_expired"

@@ -567,3 +567,22 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_refuses(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         log.parse_duration(text)
+
+
+def test_listings_leave_out_reconciliation_bookkeeping(tmp_path: Path) -> None:
+    """The reconciliation marker and expected responses are records of the
+    log, not deliveries: listings show them only when asked for by type."""
+    from flask_openai_webhooks.reconcile import _mark_in_use
+    from flask_openai_webhooks.reconcile import expect_response
+
+    app = make_app(f"sqlite:///{tmp_path}/log.db")
+    with app.app_context():
+        post_event(app.test_client(), "batch.completed", webhook_id="wh_real")
+        _mark_in_use(app, get_state(app))
+        expect_response("resp_1")
+        listed = [r.webhook_id for r in log.list_deliveries().records]
+        assert listed == ["wh_real"]
+        assert [r.event_type for r in log.list_deliveries(type="expect.*").records] == [
+            "expect.response"
+        ]
+        assert log.get_delivery("reconcile:marker") is not None

@@ -3,7 +3,9 @@ the log, and which receivers a retry or a replay runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 import typing as t
 
@@ -19,10 +21,20 @@ from flask_openai_webhooks.blueprint import make_blueprint
 from flask_openai_webhooks.dispatch import has_any_receiver
 from flask_openai_webhooks.dispatch import receivers_of
 from flask_openai_webhooks.dispatch import signals_for
+from flask_openai_webhooks.models import parse_event
+from flask_openai_webhooks.process import delivery_of
 from flask_openai_webhooks.process import Outcome
 from flask_openai_webhooks.process import OUTCOME_STATUS
+from flask_openai_webhooks.process import process
+from flask_openai_webhooks.process import RECONCILE_MARKER
+from flask_openai_webhooks.process import reconciled_webhook_id
+from flask_openai_webhooks.process import reconciliation_in_use
+from flask_openai_webhooks.reconcile import _mark_in_use
+from flask_openai_webhooks.samples import encode_body
+from flask_openai_webhooks.samples import make_event
 from flask_openai_webhooks.state import get_state
 from flask_openai_webhooks.stores import DeliveryRecord
+from flask_openai_webhooks.stores.sqlite import SQLiteStore
 from flask_openai_webhooks.testing import post_event
 
 from .conftest import SECRET
@@ -405,3 +417,74 @@ def test_replay_racing_a_retry_is_in_flight_and_runs_nothing(
         ("replay", "in_flight"),
         ("delivery", "processed"),
     ]
+
+
+class CountingStore(SQLiteStore):
+    """The real SQLite store, counting ``get`` calls."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gets: list[str] = []
+
+    def get(self, webhook_id: str) -> DeliveryRecord | None:
+        self.gets.append(webhook_id)
+        return super().get(webhook_id)
+
+
+def _shared_store_app(store: CountingStore) -> Flask:
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    app.register_blueprint(make_blueprint(store=store))
+    return app
+
+
+def test_no_reconciled_lookup_until_reconciliation_was_used(
+    tmp_path: t.Any,
+) -> None:
+    """Without the marker, a delivery costs no look-up of a reconciled
+    record; once another process wrote it, this one finds it after the
+    TTL and from then on a reconciled object's delivery is a duplicate."""
+    store = CountingStore(str(tmp_path / "log.db"))
+    app = _shared_store_app(store)
+    ran: list[str] = []
+
+    def on_batch(sender: Flask, *, event: t.Any, **extra: object) -> None:
+        ran.append(event.data.id)
+
+    with signals.batch_completed.connected_to(on_batch, app):
+        client = app.test_client()
+        post_event(client, "batch.completed", data={"id": "batch_a"})
+        post_event(client, "batch.completed", data={"id": "batch_b"})
+        # One look for the marker, then none within the TTL.
+        assert store.gets == [RECONCILE_MARKER]
+
+        # Another process reconciles batch_c (same store file).
+        other = CountingStore(str(tmp_path / "log.db"))
+        reconciler = _shared_store_app(other)
+        with reconciler.app_context():
+            _mark_in_use(reconciler, get_state(reconciler))
+        body = make_event("batch.completed", data={"id": "batch_c"})
+        reconciled = reconciled_webhook_id("batch.completed", "batch_c")
+        with reconciler.app_context():
+            process(
+                reconciler,
+                get_state(reconciler),
+                parse_event(encode_body(body)),
+                dataclasses.replace(
+                    delivery_of(
+                        parse_event(encode_body(body)), encode_body(body), reconciled
+                    ),
+                    source="reconcile",
+                ),
+                wrap=reconciler.ensure_sync,
+            )
+        other.close()
+        assert ran == ["batch_a", "batch_b"]  # on_batch hears only `app`
+
+        # Once the TTL has passed (simulated), this process finds the marker.
+        get_state(app)._reconcile_checked = -math.inf
+        response = post_event(client, "batch.completed", data={"id": "batch_c"})
+        assert response.json == {"status": "duplicate"}
+        assert ran == ["batch_a", "batch_b"]
+        assert reconciliation_in_use(get_state(app), store)
+    store.close()

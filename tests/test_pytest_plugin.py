@@ -117,3 +117,22 @@ def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
             "*Record the signals sent for ``app``*",
         ]
     )
+
+
+def test_without_pytest_flask_the_fixture_says_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    """The newcomer's mistake: the test kit without pytest-flask. The
+    failure names the extra to install, not "fixture 'client' not found"."""
+    pytester.makeconftest(APP_FIXTURE)
+    pytester.makepyfile(
+        test_hooks="""
+        def test_send(openai_webhooks):
+            openai_webhooks.send("batch.completed")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:flask", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    output = result.stdout.str()
+    assert "pip install 'Flask-OpenAI-Webhooks[testing]'" in output
+    assert "fixture 'client' not found" not in output

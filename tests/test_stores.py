@@ -1487,3 +1487,22 @@ def test_stores_package_imports_no_flask_and_no_driver() -> None:
         for module in modules:
             top = module.split(".")[0]
             assert top not in {"flask", "redis", "sqlalchemy", "sqlite3"}, module
+
+
+def test_to_dict_has_every_field() -> None:
+    """The hand-written to_dict must follow the dataclasses' fields."""
+    full = ReceiverResult(
+        "k",
+        "failed",
+        attempts=2,
+        duration=0.5,
+        at=1.0,
+        error_type="E",
+        error_message="m",
+        traceback="t",
+    )
+    assert full.to_dict() == dataclasses.asdict(full)
+    assert ReceiverResult.from_dict(full.to_dict()) == full
+    entry = HistoryEntry(1.0, "replay", "processed", None)
+    assert entry.to_dict() == dataclasses.asdict(entry)
+    assert HistoryEntry.from_dict(entry.to_dict()) == entry
