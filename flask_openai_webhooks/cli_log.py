@@ -10,6 +10,7 @@ with ``key``, ``outcome`` and ``attempts``) are a contract.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import time
 import typing as t
@@ -20,9 +21,14 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from . import log
+from .errors import StoreError
 from .errors import WebhookPayloadError
+from .signals import match_event_types
+from .state import states
 from .stores import DELIVERY_STATUSES
 from .stores import DeliveryRecord
+from .stores import ReceiverResult
+from .stores.memory import MemoryStore
 
 _blueprint_option = click.option(
     "--blueprint",
@@ -57,6 +63,49 @@ def _lookup_error(e: LookupError) -> t.NoReturn:
     raise click.ClickException(str(e.args[0] if e.args else e))
 
 
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def _log_command(fn: F) -> F:
+    """What every log command shares: a store that fails is one line
+    naming ``doctor``, not a traceback; and a note when this command's app
+    keeps its log in memory, where it can never see the server's
+    deliveries."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        app = _app()
+        for state in states(app).values():
+            if isinstance(state.store, MemoryStore) and not app.testing:
+                click.echo(
+                    f"note: blueprint {state.name!r} of this command's app uses the"
+                    " memory store, which lives in this process only and never"
+                    " holds the server's deliveries; set OPENAI_WEBHOOK_STORE"
+                    " (or FLASK_OPENAI_WEBHOOK_STORE) here as the server has it",
+                    err=True,
+                )
+        type_pattern = kwargs.get("type_")
+        if type_pattern:
+            _hint_type(type_pattern)
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as e:
+            raise click.ClickException(
+                f"{e} ('flask openai-webhooks doctor' checks the store)"
+            ) from None
+
+    return t.cast(F, wrapper)
+
+
+def _hint_type(pattern: str) -> None:
+    """A pattern that matches no known event type may still match an
+    unknown type in the log, so it is not refused; but a typo is likely."""
+    try:
+        match_event_types(pattern)
+    except ValueError as e:
+        click.echo(f"note: --type {e}", err=True)
+
+
 @click.command("log")
 @click.option(
     "--status",
@@ -75,6 +124,7 @@ def _lookup_error(e: LookupError) -> t.NoReturn:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_blueprint_option
 @with_appcontext
+@_log_command
 def log_command(
     status: tuple[str, ...],
     type_: str | None,
@@ -108,11 +158,17 @@ def log_command(
     for record in page.records:
         click.echo(
             f"{_iso(record.first_received_at):<21} {record.status:<10}"
-            f" {record.event_type[:28]:<28} {(record.object_id or '-')[:28]:<28}"
+            f" {_cut(record.event_type):<28} {_cut(record.object_id or '-'):<28}"
             f" {record.attempts:>5}  {record.webhook_id}"
         )
     if page.cursor is not None:
         click.echo(f"(more: raise --limit above {limit})")
+
+
+def _cut(text: str, width: int = 28) -> str:
+    """``text`` for a column, with an ellipsis when cut (``show`` and
+    ``--json`` have it whole)."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _show(record: DeliveryRecord) -> None:
@@ -157,6 +213,7 @@ def _show(record: DeliveryRecord) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, with body.")
 @_blueprint_option
 @with_appcontext
+@_log_command
 def show_command(webhook_id: str, as_json: bool, blueprint: str | None) -> None:
     """Show one delivery: its record, receivers, attempts and body."""
     try:
@@ -188,6 +245,7 @@ def show_command(webhook_id: str, as_json: bool, blueprint: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="List what would be replayed.")
 @_blueprint_option
 @with_appcontext
+@_log_command
 def replay_command(
     webhook_ids: tuple[str, ...],
     failed: bool,
@@ -256,12 +314,18 @@ def replay_command(
                 )
                 bad = True
                 continue
-            ran = ", ".join(f"{r.key} {r.outcome}" for r in done.outcome.results)
             status = done.record.status if done.record is not None else "?"
-            click.echo(
-                f"{webhook_id}: {done.outcome.name}, now {status};"
-                f" ran: {ran or 'nothing'}"
-            )
+            if not done.outcome.results and done.outcome.name == "processed":
+                click.echo(
+                    f"{webhook_id}: {status}; nothing to run (every receiver had"
+                    " succeeded; --force runs them all again)"
+                )
+            else:
+                ran = ", ".join(_ran(r) for r in done.outcome.results)
+                click.echo(
+                    f"{webhook_id}: {done.outcome.name}, now {status};"
+                    f" ran: {ran or 'nothing'}"
+                )
             bad = bad or not done.ok
         if not ids:
             click.echo("nothing to replay")
@@ -281,6 +345,7 @@ def replay_command(
 )
 @_blueprint_option
 @with_appcontext
+@_log_command
 def prune_command(older_than: float, blueprint: str | None) -> None:
     """Forget old deliveries (the store also does after the retention)."""
     try:
@@ -288,6 +353,15 @@ def prune_command(older_than: float, blueprint: str | None) -> None:
     except LookupError as e:
         _lookup_error(e)
     click.echo(f"pruned {count} deliveries")
+
+
+def _ran(result: ReceiverResult) -> str:
+    if result.error_type is None:
+        return f"{result.key} {result.outcome}"
+    return (
+        f"{result.key} {result.outcome} ({result.error_type.rpartition('.')[2]}:"
+        f" {(result.error_message or '')[:200]})"
+    )
 
 
 COMMANDS = (log_command, show_command, replay_command, prune_command)

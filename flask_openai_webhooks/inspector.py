@@ -235,8 +235,9 @@ class _Inspector:
             return app, get_state(app, self.blueprint)
         except LookupError as e:
             raise InternalServerError(
-                f"The OpenAI webhook inspector has no log to show: {e}. Pass"
-                " make_inspector_blueprint(blueprint=NAME)."
+                f"The OpenAI webhook inspector has no log to show: {e}. Register"
+                " make_blueprint() on this app too; with several webhook"
+                " blueprints, pass make_inspector_blueprint(blueprint=NAME)."
             ) from None
 
     # --- pages --------------------------------------------------------------

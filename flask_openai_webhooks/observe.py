@@ -64,6 +64,8 @@ def observer_for(name: str, *, metrics: object, tracing: object) -> Observer | N
     :raises RuntimeError: A setting is invalid, or the package it needs is
         not installed; the message says what to install.
     """
+    metrics = _switch("METRICS", metrics)
+    tracing = _switch("TRACING", tracing)
     recorder: Metrics | None = None
     if metrics is not None and metrics is not False:
         try:
@@ -82,6 +84,33 @@ def observer_for(name: str, *, metrics: object, tracing: object) -> Observer | N
     if recorder is None and tracer is None:
         return None
     return Observer(name, recorder, tracer)
+
+
+#: Text that turns a switch off or on, as it comes from the environment
+#: (``FLASK_OPENAI_WEBHOOK_METRICS=false`` is JSON-decoded by
+#: ``from_prefixed_env``; the plain text forms are accepted too).
+_OFF = frozenset(("", "0", "false", "no", "off"))
+_ON = frozenset(("1", "true", "yes", "on"))
+
+
+def _switch(key: str, value: object) -> object:
+    """A setting's value with ``"false"``, ``"off"``, ``"0"``... read as
+    ``False`` and ``"true"``, ``"on"``, ``"1"``... as ``True``, so that
+    turning a feature off by text never turns it on.
+
+    :raises RuntimeError: Any other text.
+    """
+    if not isinstance(value, str):
+        return False if value == 0 and not isinstance(value, bool) else value
+    word = value.strip().lower()
+    if word in _OFF:
+        return False
+    if word in _ON:
+        return True
+    raise RuntimeError(
+        f"OPENAI_WEBHOOK_{key} must be true or false (or, in Python, the object"
+        f" to report to), not {value!r}"
+    )
 
 
 class Observer:

@@ -120,6 +120,8 @@ def resolve(
 
     secret = setting("SECRET")
     source = "make_blueprint(secret=...)" if overrides.get("SECRET") else "app.config"
+    if source == "app.config" and "FLASK_OPENAI_WEBHOOK_SECRET" in os.environ:
+        source = "app.config, set from FLASK_OPENAI_WEBHOOK_SECRET"
     if secret is None or secret == "":
         secret = os.environ.get("OPENAI_WEBHOOK_SECRET") or None
         source = "the OPENAI_WEBHOOK_SECRET environment variable"

@@ -8,6 +8,11 @@ and, for the broker outage, a ``redis-server`` of the test's own. They use
 the machine's RabbitMQ and Redis, each test with a queue (or key prefix) of
 its own, and count the task's side effects in an SQLite file.
 
+The last ones follow the delivery's OpenTelemetry trace into the task,
+run by Celery's embedded test worker (a thread of this process, so its
+spans reach the test's in-memory exporter, or of a fresh interpreter for
+the check that tracing off imports nothing).
+
 ``tests/celery_app.py`` is never imported here: it connects receivers that
 must not reach the other tests' apps.
 """
@@ -37,12 +42,21 @@ import typing as t
 
 import pytest
 from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_prerun
 from flask import current_app
 from flask import Flask
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace import StatusCode
 
 from flask_openai_webhooks import log
 from flask_openai_webhooks import PermanentFailure
 from flask_openai_webhooks import RetryLater
+from flask_openai_webhooks import tracing
 from flask_openai_webhooks.attempt import result_for
 from flask_openai_webhooks.blueprint import make_blueprint
 from flask_openai_webhooks.celery import celery_init_app
@@ -1050,3 +1064,368 @@ def test_failed_runs_are_logged_retried_and_replayed(
         thrice.webhook_id: 1,
     }
     assert counts(side_effects_db, "failed_signals") == {thrice.webhook_id: 1}
+
+
+# --------------------------------------------------------------------------
+# Tracing: the delivery's trace continues in the task
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(exporter: InMemorySpanExporter) -> c.Iterator[TracerProvider]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+def traced_app(provider: TracerProvider, store: str, celery: dict[str, t.Any]) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_STORE=store,
+        OPENAI_WEBHOOK_TRACING=provider,
+        CELERY=celery,
+    )
+    celery_init_app(app)
+    app.register_blueprint(make_blueprint())
+    return app
+
+
+def redis_celery(redis_url: str, redis_prefix: str) -> dict[str, t.Any]:
+    """Celery settings for the machine's Redis as broker, with a queue and
+    a key prefix of the test's own, for a worker in this process."""
+    queue = f"owh-test-{secrets.token_hex(6)}"
+    return {
+        "broker_url": redis_url,
+        "broker_transport_options": {"global_keyprefix": redis_prefix},
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": queue,
+        "task_default_exchange": queue,
+        "task_default_routing_key": queue,
+        "task_ignore_result": True,
+        "worker_enable_remote_control": False,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def traced_task(app: Flask, provider: TracerProvider) -> t.Any:
+    """A webhook task that starts a span of its own and raises for a batch
+    whose id holds ``fail``, with no retries, connected for ``app``."""
+    tracer = provider.get_tracer("the-task")
+
+    def body(event: WebhookEvent, webhook_id: str, **extra: t.Any) -> None:
+        with tracer.start_as_current_span("task-own-work"):
+            if "fail" in str(getattr(event.data, "id", "")):
+                raise RuntimeError(f"the task failed for {webhook_id}")
+
+    return webhook_task(
+        app.extensions["celery"],
+        name=f"test.traced.{secrets.token_hex(4)}",
+        max_retries=0,
+    )(body)
+
+
+def finished(
+    exporter: InMemorySpanExporter,
+    name: str,
+    webhook_id: str,
+    receiver: str | None = None,
+) -> ReadableSpan:
+    """The one finished span called ``name`` of a delivery (of one
+    receiver, if given)."""
+    found = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name == name
+        and attributes_of(span).get(tracing.WEBHOOK_ID) == webhook_id
+        and (receiver is None or attributes_of(span)[tracing.RECEIVER] == receiver)
+    ]
+    assert len(found) == 1, (name, webhook_id, exporter.get_finished_spans())
+    return found[0]
+
+
+def own_work(exporter: InMemorySpanExporter, trace_id: int) -> ReadableSpan:
+    """The span the task body of :func:`traced_task` started, in a trace."""
+    [span] = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name == "task-own-work" and ids_of(span)[0] == trace_id
+    ]
+    return span
+
+
+def attributes_of(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+def ids_of(span: ReadableSpan) -> tuple[int, int]:
+    """``(trace_id, span_id)`` of a finished span."""
+    assert span.context is not None
+    return span.context.trace_id, span.context.span_id
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return None if span.parent is None else span.parent.span_id
+
+
+def exception_of(span: ReadableSpan) -> dict[str, object]:
+    """The attributes of the one exception recorded on ``span``."""
+    [event] = [e for e in span.events if e.name == "exception"]
+    return dict(event.attributes or {})
+
+
+@pytest.mark.timeout(60)
+def test_the_trace_travels_into_a_task_run_by_a_worker(
+    tmp_path: pathlib.Path,
+    redis_url: str,
+    redis_prefix: str,
+    tracer_provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Deliveries posted through the traced blueprint publish to the
+    machine's Redis; Celery's embedded test worker (a thread of this
+    process, so its spans reach the same exporter) takes the messages from
+    there. The task's span continues the delivery's trace, as the child of
+    the receiver span that published it, received over the wire; a task
+    that raises has its exception on that span, with status ``ERROR``."""
+    app = traced_app(
+        tracer_provider,
+        f"sqlite:///{tmp_path / 'store.db'}",
+        redis_celery(redis_url, redis_prefix),
+    )
+    celery_app = app.extensions["celery"]
+    task = traced_task(app, tracer_provider)
+    publisher = enqueue("batch.completed", task=task, sender=app)
+    key = publisher.key("batch.completed")
+    store = get_state(app).store
+    carriers: dict[str, t.Any] = {}
+
+    def received(sender: t.Any = None, **kwargs: t.Any) -> None:
+        message = kwargs.get("kwargs") or {}
+        if message.get("key") == key:
+            carriers[message["webhook_id"]] = message.get("trace")
+
+    task_prerun.connect(received, weak=False)
+    try:
+        with start_worker(
+            celery_app, perform_ping_check=False, loglevel="WARNING"
+        ) as worker:
+            assert worker is not None
+            client = app.test_client()
+            ok = post_event(
+                client, "batch.completed", data={"id": "batch_ok"}, webhook_id="wh_ok"
+            )
+            bad = post_event(
+                client,
+                "batch.completed",
+                data={"id": "batch_fail"},
+                webhook_id="wh_bad",
+            )
+            assert (ok.status_code, bad.status_code) == (200, 200)
+            wait_for(
+                lambda: (
+                    receiver(store.get("wh_ok"))[0] == "ok"
+                    and receiver(store.get("wh_bad"))[0] == "gave_up"
+                ),
+                lambda: f"not settled: {store.get('wh_ok')} {store.get('wh_bad')}",
+            )
+    finally:
+        task_prerun.disconnect(received)
+        celery_app.close()
+        store.close()  # type: ignore[attr-defined]
+
+    for webhook_id in ("wh_ok", "wh_bad"):
+        root = finished(exporter, tracing.DELIVERY_SPAN, webhook_id)
+        published = finished(exporter, tracing.RECEIVER_SPAN, webhook_id, key)
+        task_span = finished(exporter, tracing.TASK_SPAN, webhook_id)
+        trace_id, published_id = ids_of(published)
+
+        # What the message carried: the receiver span that published.
+        carrier = carriers[webhook_id]
+        assert carrier["traceparent"].split("-")[1:3] == [
+            f"{trace_id:032x}",
+            f"{published_id:016x}",
+        ]
+        assert ids_of(root)[0] == trace_id
+        assert attributes_of(published)[tracing.OUTCOME] == "queued"
+        assert task_span.kind is SpanKind.CONSUMER
+        assert ids_of(task_span)[0] == trace_id
+        assert parent_id(task_span) == published_id
+        # Continued from the message, not from a context left in the thread.
+        assert task_span.parent is not None and task_span.parent.is_remote
+        assert attributes_of(task_span) == {
+            tracing.WEBHOOK_ID: webhook_id,
+            tracing.RECEIVER: key,
+            tracing.BLUEPRINT: "openai_webhooks",
+        }
+        # The task's own spans nest under the task span.
+        assert parent_id(own_work(exporter, trace_id)) == ids_of(task_span)[1]
+
+    worked = finished(exporter, tracing.TASK_SPAN, "wh_ok")
+    assert worked.status.status_code is StatusCode.UNSET
+    assert not [e for e in worked.events if e.name == "exception"]
+    failed = finished(exporter, tracing.TASK_SPAN, "wh_bad")
+    assert failed.status.status_code is StatusCode.ERROR
+    recorded = exception_of(failed)
+    assert str(recorded["exception.type"]).endswith("RuntimeError")
+    assert recorded["exception.message"] == "the task failed for wh_bad"
+
+
+def test_an_eager_task_runs_inside_the_deliverys_trace(
+    tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """In eager mode the task body is the publishing receiver, run in the
+    request: its spans nest under that receiver's span, in the delivery's
+    trace, and its exception is recorded there."""
+    app = traced_app(tracer_provider, "memory", {"task_always_eager": True})
+    task = traced_task(app, tracer_provider)
+    key = enqueue("batch.completed", task=task, sender=app).key("batch.completed")
+    client = app.test_client()
+
+    ok = post_event(
+        client, "batch.completed", data={"id": "batch_ok"}, webhook_id="wh_ok"
+    )
+    bad = post_event(
+        client, "batch.completed", data={"id": "batch_fail"}, webhook_id="wh_bad"
+    )
+
+    assert (ok.status_code, bad.status_code) == (200, 500)
+    for webhook_id in ("wh_ok", "wh_bad"):
+        root = finished(exporter, tracing.DELIVERY_SPAN, webhook_id)
+        ran = finished(exporter, tracing.RECEIVER_SPAN, webhook_id, key)
+        trace_id, ran_id = ids_of(ran)
+        assert ids_of(root)[0] == trace_id
+        assert parent_id(own_work(exporter, trace_id)) == ran_id
+    worked = finished(exporter, tracing.RECEIVER_SPAN, "wh_ok", key)
+    assert worked.status.status_code is StatusCode.UNSET
+    failed = finished(exporter, tracing.RECEIVER_SPAN, "wh_bad", key)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert exception_of(failed)["exception.message"] == "the task failed for wh_bad"
+
+
+_UNTRACED_WORKER = """
+import json
+import sys
+import time
+
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_prerun
+from flask import Flask
+
+from flask_openai_webhooks.blueprint import make_blueprint
+from flask_openai_webhooks.celery import celery_init_app
+from flask_openai_webhooks.celery import enqueue
+from flask_openai_webhooks.celery import webhook_task
+from flask_openai_webhooks.state import get_state
+from flask_openai_webhooks.testing import post_event
+
+secret, store_url, celery = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+app = Flask("untraced")
+app.config.update(
+    TESTING=True,
+    OPENAI_WEBHOOK_SECRET=secret,
+    OPENAI_WEBHOOK_STORE=store_url,
+    CELERY=celery,
+)
+celery_app = celery_init_app(app)
+app.register_blueprint(make_blueprint())
+ran = []
+
+
+@webhook_task(celery_app, name="untraced.task", max_retries=0)
+def untraced(event, webhook_id, **extra):
+    ran.append(webhook_id)
+
+
+key = enqueue("batch.completed", task=untraced, sender=app).key("batch.completed")
+carriers = []
+task_prerun.connect(
+    lambda sender=None, **kw: carriers.append(kw["kwargs"].get("trace", "missing")),
+    weak=False,
+)
+store = get_state(app).store
+outcome = None
+try:
+    with start_worker(celery_app, perform_ping_check=False, loglevel="WARNING"):
+        status = post_event(
+            app.test_client(), "batch.completed", webhook_id="wh_untraced"
+        ).status_code
+        deadline = time.monotonic() + 30
+        while outcome != "ok" and time.monotonic() < deadline:
+            record = store.get("wh_untraced")
+            result = None if record is None else record.receiver(key)
+            outcome = None if result is None else result.outcome
+            time.sleep(0.02)
+finally:
+    celery_app.close()
+    store.close()
+print(
+    json.dumps(
+        {
+            "status": status,
+            "outcome": outcome,
+            "ran": ran,
+            "carriers": carriers,
+            "opentelemetry": sorted(
+                name for name in sys.modules if name.split(".")[0] == "opentelemetry"
+            ),
+        }
+    )
+)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_with_tracing_off_the_message_carries_no_trace_and_nothing_imports_it(
+    tmp_path: pathlib.Path, rabbitmq_queue: tuple[str, str]
+) -> None:
+    """In a fresh interpreter, where OpenTelemetry is installed but no
+    blueprint turns tracing on: a delivery published to RabbitMQ and run by
+    Celery's embedded worker carries ``trace: {}``, and neither the
+    request nor the worker imports ``opentelemetry``.
+
+    RabbitMQ, not Redis, because redis-py (8) imports OpenTelemetry's
+    metrics API itself whenever it is installed."""
+    broker, queue = rabbitmq_queue
+    celery = {
+        "broker_url": broker,
+        "broker_connection_retry_on_startup": True,
+        # Without AMQP heartbeats the embedded worker stops in a second.
+        "broker_heartbeat": 0,
+        "task_default_queue": queue,
+        "task_default_exchange": queue,
+        "task_default_routing_key": queue,
+        "task_ignore_result": True,
+        "worker_enable_remote_control": False,
+        "worker_hijack_root_logger": False,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _UNTRACED_WORKER,
+            SECRET,
+            f"sqlite:///{tmp_path / 'store.db'}",
+            json.dumps(celery),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "status": 200,
+        "outcome": "ok",
+        "ran": ["wh_untraced"],
+        "carriers": [{}],
+        "opentelemetry": [],
+    }

@@ -124,7 +124,10 @@ def test_fix_then_replay_runs_only_the_receiver_that_gave_up(
     }
 
     assert again.exit_code == 0, again.output
-    assert again.stdout == "wh_fix: processed, now processed; ran: nothing\n"
+    assert (
+        again.stdout
+        == "wh_fix: processed; nothing to run (every receiver had succeeded; --force runs them all again)\n"
+    )
     assert counted_again == counted
 
     assert forced.exit_code == 0, forced.output
@@ -413,7 +416,10 @@ def test_replay_unknown_delivery_is_an_error(webhook_app: Flask) -> None:
         "wh_nope: no delivery with webhook-id 'wh_nope' in the log\n"
     )
     # The other delivery is still replayed; nothing of it needed to run.
-    assert result.stdout == "wh_known: processed, now processed; ran: nothing\n"
+    assert (
+        result.stdout
+        == "wh_known: processed; nothing to run (every receiver had succeeded; --force runs them all again)\n"
+    )
     assert calls.count == {"known": 1}
 
 
@@ -467,3 +473,32 @@ def test_commands_take_the_blueprint() -> None:
     assert "several OpenAI webhook blueprints are registered" in ambiguous.output
     assert [r["type"] for r in chosen] == ["batch.completed"]
     assert other == []
+
+
+def test_a_store_that_fails_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/missing-folder/log.db")
+    result = app.test_cli_runner().invoke(args=["openai-webhooks", "log"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: SQLite store ")
+    assert "'flask openai-webhooks doctor' checks the store" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_memory_store_outside_testing_gets_a_note() -> None:
+    """The newcomer's mistake: the shell running the log command lacks the
+    server's store setting, so its app logs in a memory of its own."""
+    app = make_app("memory")
+    app.testing = False
+    result = app.test_cli_runner().invoke(args=["openai-webhooks", "log"])
+    assert result.exit_code == 0
+    assert "uses the memory store, which lives in this process only" in (result.stderr)
+
+
+def test_a_type_typo_gets_a_hint_and_still_lists(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/log.db")
+    result = app.test_cli_runner().invoke(
+        args=["openai-webhooks", "log", "--type", "batch.canceled"]
+    )
+    assert result.exit_code == 0
+    assert "did you mean 'batch.cancelled'" in result.stderr
+    assert result.stdout == "no deliveries match\n"

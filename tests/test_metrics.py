@@ -769,3 +769,29 @@ def test_multiprocess_mode_adds_up_the_workers(tmp_path: Path) -> None:
         'key_index="0"} 5.0',
     ):
         assert line in lines, (line, result.stdout)
+
+
+@pytest.mark.parametrize("off", ["false", "False", "0", "off", "no", "", 0, False])
+def test_metrics_and_tracing_turned_off_by_text_stay_off(off: object) -> None:
+    """A newcomer's FLASK_OPENAI_WEBHOOK_METRICS=False (or 0, off) means
+    off, never "on, and the package is missing"."""
+    from flask_openai_webhooks.state import get_state
+
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        OPENAI_WEBHOOK_METRICS=off,
+        OPENAI_WEBHOOK_TRACING=off,
+    )
+    app.register_blueprint(make_blueprint())
+    assert get_state(app).observer is None
+
+
+def test_metrics_switch_refuses_other_text() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET, OPENAI_WEBHOOK_METRICS="maybe"
+    )
+    with pytest.raises(RuntimeError, match="OPENAI_WEBHOOK_METRICS must be true or"):
+        app.register_blueprint(make_blueprint())
