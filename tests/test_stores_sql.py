@@ -29,6 +29,8 @@ from flask_openai_webhooks.stores.sql import SQLStore
 
 from .services import fresh_database
 
+_R = t.TypeVar("_R")
+
 LONG = 3600.0  # a lease or retention that never runs out during a test
 N_PROCESSES = 24
 PASSWORD = "pw-Zq8sF3kT"  # never to be seen in a message or a description
@@ -195,13 +197,8 @@ def test_engine_passed_in_is_used_and_not_disposed(url: str) -> None:
     assert own_pool.checkedin() == 0
 
 
-def test_engine_in_autocommit_still_claims_once(url: str) -> None:
-    """An engine set to AUTOCOMMIT (Flask-SQLAlchemy users may have one)
-    would run the insert and the locking read as separate transactions;
-    the store runs its own READ COMMITTED transaction on it."""
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=12)
-    store = SQLStore(engine)
-    store.ping()
+def _race_ten_claims(store: SQLStore, webhook_id: str) -> list[str]:
+    """Claim one new delivery from ten threads at once; their answers."""
     barrier = threading.Barrier(10)
     statuses: list[str] = []
     errors: list[BaseException] = []
@@ -209,24 +206,132 @@ def test_engine_in_autocommit_still_claims_once(url: str) -> None:
     def claim() -> None:
         try:
             barrier.wait(timeout=30)
-            got = store.claim(_delivery("wh_auto"), lease=LONG, retention=LONG)
+            got = store.claim(_delivery(webhook_id), lease=LONG, retention=LONG)
             statuses.append(got.status)
         except BaseException as exc:  # reported in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=claim) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors[0]
+    return sorted(statuses)
+
+
+def test_engine_in_autocommit_still_claims_once(url: str) -> None:
+    """An engine set to AUTOCOMMIT (Flask-SQLAlchemy users may have one)
+    would run the insert and the locking read as separate transactions;
+    the store runs its own READ COMMITTED transaction on it."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=12)
+    store = SQLStore(engine)
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not errors, errors[0]
-        assert sorted(statuses) == ["acquired"] + ["in_flight"] * 9
+        store.ping()
+        assert _race_ten_claims(store, "wh_auto") == ["acquired"] + ["in_flight"] * 9
         record = store.get("wh_auto")
         assert record is not None and record.attempts == 10
     finally:
         store.close()
         engine.dispose()
+
+
+def test_mariadb_engine_in_autocommit_at_read_committed_still_locks() -> None:
+    """The store uses a MariaDB engine as it is only if its connections
+    run at READ COMMITTED *outside* autocommit: this one has the level
+    but autocommits, and must still get the store's own transactions."""
+    with fresh_database("mariadb") as url:
+        engine = sa.create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",
+            connect_args={
+                "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+            },
+            pool_size=12,
+        )
+        store = SQLStore(engine)
+        try:
+            store.ping()
+            assert (
+                _race_ten_claims(store, "wh_auto") == ["acquired"] + ["in_flight"] * 9
+            )
+            record = store.get("wh_auto")
+            assert record is not None and record.attempts == 10
+        finally:
+            store.close()
+            engine.dispose()
+
+
+def _isolation_statements(engine: sa.Engine) -> int:
+    """SET statements run so far by the session of the engine's one
+    pooled connection."""
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_set_option'").one()
+    return int(row[1])
+
+
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+def test_mariadb_engine_at_read_committed_is_used_as_it_is(level: str) -> None:
+    """Setting the isolation level on each checkout takes MariaDB four
+    round trips; an engine already at READ COMMITTED is spared them, any
+    other still gets them (so the store's transactions keep their level).
+    """
+    with fresh_database("mariadb") as url:
+        engine = sa.create_engine(
+            url, isolation_level=level, pool_size=1, max_overflow=0
+        )
+        store = SQLStore(engine)
+        try:
+            store.ping()
+            before = _isolation_statements(engine)
+            for i in range(3):
+                webhook_id = f"wh_{i}"
+                claim = store.claim(_delivery(webhook_id), lease=LONG, retention=LONG)
+                assert claim.status == "acquired"
+                store.finish(
+                    webhook_id,
+                    claim.token,
+                    [ReceiverResult("app.on_batch", "ok")],
+                    status="processed",
+                    status_code=200,
+                    source="delivery",
+                    retention=LONG,
+                )
+            sets = _isolation_statements(engine) - before
+            if level == "READ COMMITTED":
+                assert sets == 0
+            else:
+                assert sets >= 6  # set and reset, around each transaction
+            record = store.get("wh_2")
+            assert record is not None and record.status == "processed"
+        finally:
+            store.close()
+            engine.dispose()
+
+
+def test_connection_returned_in_a_transaction_is_rolled_back(url: str) -> None:
+    """The store's own engine skips the ROLLBACK when a connection comes
+    back after the store committed, but not for anything else: work left
+    uncommitted on a connection must not be committed by the store's next
+    transaction on it."""
+    store = SQLStore(url)
+    try:
+        store.ping()
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(
+                "INSERT INTO openai_webhook_rejection_counts (reason, count)"
+                " VALUES ('left_open', 1)"
+            )
+            cursor.close()
+        finally:
+            raw.close()  # back to the pool without a commit
+        claim = store.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        assert claim.status == "acquired"
+        assert "left_open" not in store.rejections().counts
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------
@@ -440,6 +545,154 @@ def test_tasks_settled_together_lose_nothing(store: SQLStore, url: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# One statement per step
+# --------------------------------------------------------------------------
+
+
+def _finish(
+    store: SQLStore, webhook_id: str, token: str, *results: ReceiverResult
+) -> None:
+    store.finish(
+        webhook_id,
+        token,
+        results,
+        status="processed",
+        status_code=200,
+        source="delivery",
+        retention=LONG,
+    )
+
+
+def test_new_delivery_takes_one_statement_per_step(store: SQLStore) -> None:
+    """Claiming a new delivery, recording a receiver and finishing are one
+    statement each; a delivery that exists takes the locking path."""
+    store.cleanup_every = 10**9  # no clean-up statements in the count
+    store.ping()
+    statements: list[str] = []
+
+    def note(*args: t.Any) -> None:
+        statements.append(args[2].split(None, 1)[0].upper())
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        claim = store.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        assert (claim.status, claim.record) == ("acquired", None)
+        assert statements == ["INSERT"]
+        statements.clear()
+        store.record("wh_1", claim.token, [ReceiverResult("app.first", "ok")])
+        assert statements == ["UPDATE"]
+        statements.clear()
+        _finish(store, "wh_1", claim.token, ReceiverResult("app.second", "ok"))
+        assert statements == ["UPDATE"]
+        statements.clear()
+        assert store.claim(_delivery("wh_1"), lease=LONG, retention=LONG).status == (
+            "done"
+        )
+        assert "SELECT" in statements  # ... FOR UPDATE
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+
+    record = store.get("wh_1")
+    assert record is not None
+    assert record.keys_with({"ok"}) == {"app.first", "app.second"}
+    assert (record.status, record.status_code, record.attempts) == ("processed", 200, 2)
+    assert [h.result for h in record.history] == ["processed", "duplicate"]
+
+
+def _retry_arrives(other: SQLStore, webhook_id: str) -> None:
+    claim = other.claim(_delivery(webhook_id), lease=LONG, retention=LONG)
+    assert claim.status == "in_flight"
+
+
+def _task_settled(other: SQLStore, webhook_id: str) -> None:
+    task = other.claim_task(webhook_id, "app.task", lease=LONG)
+    assert task.status == "acquired"
+    other.finish_task(
+        webhook_id, task.token, ReceiverResult("app.task", "ok"), retention=LONG
+    )
+
+
+def _late_worker_records(other: SQLStore, webhook_id: str) -> None:
+    other.record(webhook_id, "an-expired-token", [ReceiverResult("app.late", "ok")])
+
+
+@pytest.mark.parametrize(
+    "meanwhile",
+    [_retry_arrives, _task_settled, _late_worker_records],
+    ids=["retry", "task", "late_record"],
+)
+@pytest.mark.parametrize("recorded", [False, True], ids=["claimed", "recorded"])
+def test_finish_keeps_what_others_wrote_during_the_lease(
+    url: str, meanwhile: c.Callable[[SQLStore, str], None], recorded: bool
+) -> None:
+    """The holder's one-statement finish assumes nobody wrote since its
+    claim (or its last record); whoever did, finish must keep it."""
+    holder = SQLStore(url)
+    other = SQLStore(url)  # another worker, or a task worker
+    try:
+        claim = holder.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        if recorded:
+            holder.record("wh_1", claim.token, [ReceiverResult("app.first", "ok")])
+        meanwhile(other, "wh_1")
+        before = other.get("wh_1")
+        assert before is not None
+        _finish(holder, "wh_1", claim.token, ReceiverResult("app.second", "ok"))
+
+        record = holder.get("wh_1")
+        assert record is not None
+        expected = {r.key for r in before.receivers} | {"app.second"}
+        assert record.keys_with({"ok"}) == expected
+        assert record.history[:-1] == before.history
+        assert (record.history[-1].result, record.history[-1].status_code) == (
+            "processed",
+            200,
+        )
+        assert (record.status, record.status_code) == ("processed", 200)
+        assert record.attempts == before.attempts
+        # The lease was released: the next arrival is a duplicate.
+        assert other.claim(_delivery("wh_1"), lease=LONG, retention=LONG).status == (
+            "done"
+        )
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_finish_by_another_store_object_takes_the_locking_path(url: str) -> None:
+    """A holder's knowledge of its record lives in the store object that
+    claimed; another one (another process) finishes through the lock."""
+    first = SQLStore(url)
+    second = SQLStore(url)
+    try:
+        claim = first.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        first.record("wh_1", claim.token, [ReceiverResult("app.first", "ok")])
+        _finish(second, "wh_1", claim.token, ReceiverResult("app.second", "ok"))
+        # The first one's knowledge is now stale; its finish merges, and
+        # leaves the released lease and the status alone.
+        first.finish(
+            "wh_1",
+            claim.token,
+            [ReceiverResult("app.third", "failed")],
+            status="failed",
+            status_code=500,
+            source="delivery",
+            retention=LONG,
+        )
+        record = first.get("wh_1")
+        assert record is not None
+        assert {r.key: r.outcome for r in record.receivers} == {
+            "app.first": "ok",
+            "app.second": "ok",
+            "app.third": "failed",
+        }
+        assert (record.status, record.status_code) == ("processed", 200)
+        assert [h.result for h in record.history] == ["processed"]
+    finally:
+        first.close()
+        second.close()
+
+
+# --------------------------------------------------------------------------
 # Failures
 # --------------------------------------------------------------------------
 
@@ -487,6 +740,84 @@ def test_silent_server_is_a_store_error_not_a_hang(scheme: str) -> None:
     finally:
         store.close()
         listener.close()
+
+
+def _backend_id(engine: sa.Engine, kind: str) -> int:
+    """The server's id for the session of the engine's pooled connection."""
+    query = (
+        "SELECT pg_backend_pid()" if kind == "postgresql" else "SELECT CONNECTION_ID()"
+    )
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(query).scalar_one())
+
+
+def _kill(url: str, kind: str, backend: int) -> None:
+    """Close a session from the server's side, as a restart or an idle
+    timeout does, and wait until it is gone."""
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(
+                    sa.text("SELECT pg_terminate_backend(:id)"), {"id": backend}
+                )
+                alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = :id"
+            else:
+                conn.exec_driver_sql(f"KILL CONNECTION {backend}")
+                alive = (
+                    "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = :id"
+                )
+            for _ in range(3000):
+                if not conn.execute(sa.text(alive), {"id": backend}).scalar_one():
+                    return
+                time.sleep(0.01)
+        pytest.fail(f"session {backend} was not closed")
+    finally:
+        admin.dispose()
+
+
+def test_connection_closed_by_the_server_is_replaced(kind: str, url: str) -> None:
+    """Connections are not checked before use: a step whose pooled
+    connection the server closed is run again, once, on a new one."""
+    store = SQLStore(url)
+    store.cleanup_every = 10**9
+    try:
+        store.ping()
+        # What the store meets: a pooled connection that fails when used.
+        _kill(url, kind, _backend_id(store.engine, kind))
+        with store.engine.connect() as conn:
+            with pytest.raises(sa.exc.DBAPIError) as info:
+                conn.exec_driver_sql("SELECT 1")
+        assert info.value.connection_invalidated
+
+        def closed_first(step: c.Callable[[], _R]) -> _R:
+            backend = _backend_id(store.engine, kind)
+            _kill(url, kind, backend)
+            result = step()
+            assert _backend_id(store.engine, kind) != backend
+            return result
+
+        claim = closed_first(
+            lambda: store.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        )
+        assert claim.status == "acquired"
+        closed_first(
+            lambda: store.record("wh_1", claim.token, [ReceiverResult("app.a", "ok")])
+        )
+        closed_first(
+            lambda: _finish(store, "wh_1", claim.token, ReceiverResult("app.b", "ok"))
+        )
+        again = closed_first(
+            lambda: store.claim(_delivery("wh_1"), lease=LONG, retention=LONG)
+        )
+        assert again.status == "done"
+        record = closed_first(lambda: store.get("wh_1"))
+        assert record is not None
+        assert record.keys_with({"ok"}) == {"app.a", "app.b"}
+        assert (record.status, record.attempts) == ("processed", 2)
+        assert [h.result for h in record.history] == ["processed", "duplicate"]
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------

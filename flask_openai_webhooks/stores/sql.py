@@ -1,23 +1,44 @@
 """Keep the delivery log in PostgreSQL or MariaDB/MySQL, through
 SQLAlchemy Core, shared by every machine that uses the same database.
 
-Each delivery is one row of ``openai_webhook_deliveries``. Every call is
-one short transaction that locks that row (``SELECT ... FOR UPDATE``)
-before deciding anything, so two workers, wherever they run, can never
-both see a delivery as free: the second waits for the first to commit and
-then sees its lease. A delivery that is new is first inserted "if absent"
-(``ON CONFLICT DO NOTHING`` on PostgreSQL, a no-op ``ON DUPLICATE KEY
-UPDATE`` on MariaDB/MySQL, which locks the existing row rather than
-sharing it, so concurrent claims queue up instead of deadlocking).
+Each delivery is one row of ``openai_webhook_deliveries``. The common
+path of a delivery takes one statement to claim and one to finish:
+
+-   A new delivery is claimed by inserting its row with the lease already
+    in it. On PostgreSQL that is ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` in autocommit, which returns the row only if it inserted
+    it. On MariaDB/MySQL it is a plain ``INSERT``: a duplicate key error
+    means the row exists. (The no-op ``ON DUPLICATE KEY UPDATE`` cannot tell:
+    SQLAlchemy always sets ``CLIENT_FOUND_ROWS``, under which a duplicate
+    counts one row, like an insert; and ``INSERT IGNORE`` turns more than
+    duplicates into warnings.)
+-   The lease holder finishes with one ``UPDATE`` on the condition that the
+    row's ``version`` is the one it last wrote or read. Every write raises
+    ``version``, so when the condition holds nobody else wrote meanwhile
+    (a retry's claim noting ``in_flight``, a task settled by a worker, a
+    worker whose lease ran out) and the receivers and history the holder
+    computed from what it knows are exact. :meth:`SQLStore.record` between
+    receivers does the same.
+
+Everything else, and any of the above whose condition fails, is one short
+transaction that locks the row (``SELECT ... FOR UPDATE``) before deciding
+anything, so two workers, wherever they run, can never both see a delivery
+as free: the second waits for the first to commit and then sees its lease.
 
 Transactions run at ``READ COMMITTED``. MariaDB's default, ``REPEATABLE
 READ``, adds gap locks, on which inserts of unrelated deliveries wait and
 deadlock, and (MariaDB 11.8 and later) fails a locking read of a row
 changed since the transaction began; this store gains nothing from either.
 A transaction that still loses a deadlock or a serialization check is run
-again, twice at most; every other database error becomes
-:class:`~flask_openai_webhooks.errors.StoreError`, whose message never
-contains the password.
+again, twice at most. Connections are not checked before use: one that the
+server closed while it sat in the pool (a restart, an idle timeout) fails
+its first statement, and the transaction is run once more on a new
+connection. Each call is one transaction, so running it again is safe; if
+the connection dropped during a ``COMMIT`` that did happen, the second run
+finds the first one's lease token or ``version`` and does not apply it
+twice (an arrival or a refusal may then be counted twice). Every other
+database error becomes :class:`~flask_openai_webhooks.errors.StoreError`,
+whose message never contains the password.
 
 The tables are in :data:`metadata`. By default they are created on first
 use if missing. When migrations own the schema, pass
@@ -33,6 +54,7 @@ use if missing. When migrations own the schema, pass
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import math
@@ -161,6 +183,10 @@ deliveries = sa.Table(
     sa.Column("receivers", _JSON_TEXT, nullable=False),
     sa.Column("history", _JSON_TEXT, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
+    # 0 when inserted, one more on every update: a writer that knows the
+    # row as of some version can update it in one statement on the
+    # condition that it is still that version.
+    sa.Column("version", sa.BigInteger, nullable=False),
     sa.Index("openai_webhook_deliveries_listing", "first_received_at", "webhook_id"),
     sa.Index("openai_webhook_deliveries_status", "status", "first_received_at"),
     sa.Index("openai_webhook_deliveries_event_id", "event_id"),
@@ -168,6 +194,35 @@ deliveries = sa.Table(
     sa.Index("openai_webhook_deliveries_last_received", "last_received_at"),
     sa.Index("openai_webhook_deliveries_expires_at", "expires_at"),
     **_MYSQL_TABLE,
+)
+
+# The statements of the common path, built once with their values left to
+# execute(): SQLAlchemy then finds each compiled in its cache at once,
+# rather than coercing some twenty values into a new statement and
+# hashing them on every call (most of a claim's CPU time otherwise).
+_c = deliveries.c
+_INSERT = sa.insert(deliveries)
+_PG_INSERT_NEW = (
+    postgresql.insert(deliveries)
+    .on_conflict_do_nothing(index_elements=[_c.webhook_id])
+    # A row comes back only if one was inserted. (SQLAlchemy keeps no
+    # row count for an INSERT.)
+    .returning(_c.webhook_id)
+)
+_LOCK = (
+    sa.select(deliveries)
+    .where(_c.webhook_id == sa.bindparam("key_webhook_id"))
+    .with_for_update()
+)
+# The SET clause is made of the columns given to execute(), plus version.
+_UPDATE = (
+    sa.update(deliveries)
+    .where(_c.webhook_id == sa.bindparam("key_webhook_id"))
+    .values(version=_c.version + 1)
+)
+_UPDATE_KNOWN = _UPDATE.where(
+    _c.lease_token == sa.bindparam("key_token"),
+    _c.version == sa.bindparam("key_version"),
 )
 
 rejections = sa.Table(
@@ -219,6 +274,12 @@ _RETRIES = 2
 # last read".
 _PG_CONFLICTS = frozenset(("40001", "40P01"))
 _MYSQL_CONFLICTS = frozenset((1213, 1020))
+# MariaDB/MySQL's "duplicate entry for key".
+_MYSQL_DUPLICATE = 1062
+# Set in a pooled connection's info by the store once its transaction has
+# ended, so returning it to the pool needs no ROLLBACK (a round trip on
+# MariaDB/MySQL).
+_ENDED = "flask_openai_webhooks.sql.ended"
 
 # Engines created by a store, emptied in a child created by fork() so the
 # child opens its own connections instead of sharing the parent's sockets
@@ -272,13 +333,17 @@ def _create_engine(value: str | sa.URL) -> sa.Engine:
             if name not in url.query:
                 connect_args[name] = PYMYSQL_READ_TIMEOUT
     try:
-        return sa.create_engine(
+        engine = sa.create_engine(
             url,
             connect_args=connect_args,
             isolation_level="READ COMMITTED",
-            # A connection the server closed (restart, idle timeout) is
-            # replaced before use instead of failing a delivery.
-            pool_pre_ping=True,
+            # No pool_pre_ping: a round trip before every transaction.
+            # SQLStore._run runs a transaction again instead when its
+            # connection turns out to be closed.
+            #
+            # No ROLLBACK when a connection is returned after the store
+            # ended its transaction; see _reset_unless_ended.
+            pool_reset_on_return=None,
             # Error messages name the statement but not its values, which
             # include bodies.
             hide_parameters=True,
@@ -289,6 +354,28 @@ def _create_engine(value: str | sa.URL) -> sa.Engine:
         raise ValueError(
             f"SQLStore: SQLAlchemy has no driver {url.drivername!r}"
         ) from None
+    sa.event.listen(engine, "reset", _reset_unless_ended)
+    return engine
+
+
+def _reset_unless_ended(
+    dbapi_connection: t.Any, connection_record: t.Any, reset_state: t.Any
+) -> None:
+    """Roll back a connection returned to the pool of an engine the store
+    created, unless the store marked its transaction as ended (committed).
+    SQLAlchemy's own reset (``pool_reset_on_return``, turned off) would
+    roll back every connection, which PyMySQL sends to the server even
+    when there is nothing to roll back; this keeps the reset for anything
+    else that uses the engine.
+    """
+    if not connection_record.info.pop(_ENDED, False):
+        dbapi_connection.rollback()
+
+
+def _mysql_code(exc: sa.exc.DBAPIError) -> object:
+    """The error number of a MariaDB/MySQL driver's error, else ``None``."""
+    args: tuple[t.Any, ...] = getattr(exc.orig, "args", ())
+    return args[0] if args else None
 
 
 def _is_conflict(exc: sa.exc.DBAPIError) -> bool:
@@ -298,8 +385,7 @@ def _is_conflict(exc: sa.exc.DBAPIError) -> bool:
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate in _PG_CONFLICTS:
         return True
-    args: tuple[t.Any, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] in _MYSQL_CONFLICTS
+    return _mysql_code(exc) in _MYSQL_CONFLICTS
 
 
 # --------------------------------------------------------------------------
@@ -341,6 +427,22 @@ def _bounded(result: ReceiverResult) -> ReceiverResult:
         error_message=message,
         traceback=traceback,
     )
+
+
+class _Known(t.NamedTuple):
+    """A lease holder's record as of its last write or locked read: enough
+    to write the next state in one conditional ``UPDATE``."""
+
+    version: int
+    receivers: tuple[ReceiverResult, ...]
+    history: tuple[HistoryEntry, ...]
+    expires_at: float
+
+
+#: Lease holders remembered per store: more than the attempts one process
+#: runs at once. An attempt forgotten (one that never finished, or one of
+#: too many) only takes the locking path.
+_KNOWN_MAX = 1024
 
 
 _TaskLeases = dict[str, tuple[str, float]]
@@ -430,10 +532,10 @@ class SQLStore:
     """Keep the delivery log in PostgreSQL or MariaDB/MySQL, shared by
     every machine that uses the same database.
 
-    :meth:`claim` and :meth:`finish` are one transaction each, locking one
-    row. Lease times come from ``clock`` on the worker, as for every store:
-    keep the workers' clocks in sync (NTP), or a lease may be taken over a
-    little early or late.
+    :meth:`claim` and :meth:`finish` are atomic, each one statement in the
+    common case (see the module's description). Lease times come from
+    ``clock`` on the worker, as for every store: keep the workers' clocks
+    in sync (NTP), or a lease may be taken over a little early or late.
 
     A record is kept at least for its retention. Past it, it stays visible
     until it is deleted, a batch at a time during :meth:`claim` (once every
@@ -448,12 +550,18 @@ class SQLStore:
         an explicit driver (``postgresql+psycopg2://``). The store then owns
         its engine: connecting gives up after :data:`CONNECT_TIMEOUT`
         seconds unless the URL sets ``connect_timeout`` (PyMySQL also waits
-        at most :data:`PYMYSQL_READ_TIMEOUT` seconds for any reply), a
-        connection is checked before use, and transactions run at ``READ
-        COMMITTED``. Or an :class:`~sqlalchemy.engine.Engine`, such as
-        Flask-SQLAlchemy's ``db.engine``, used as configured except that
-        each transaction asks for ``READ COMMITTED`` (on MariaDB/MySQL, two
-        more round trips), and never disposed by :meth:`close`.
+        at most :data:`PYMYSQL_READ_TIMEOUT` seconds for any reply), and
+        transactions run at ``READ COMMITTED``. Or an
+        :class:`~sqlalchemy.engine.Engine`, such as Flask-SQLAlchemy's
+        ``db.engine``, never disposed by :meth:`close` and used as
+        configured, except that the store's transactions run at ``READ
+        COMMITTED`` and its single statements on PostgreSQL in autocommit
+        (through :meth:`~sqlalchemy.engine.Engine.execution_options`, which
+        costs psycopg no round trip). On MariaDB/MySQL, setting the level
+        takes four round trips per transaction, which an engine created
+        with ``isolation_level="READ COMMITTED"`` saves: the store checks
+        once, on first use, whether its connections already run at that
+        level, outside autocommit.
     :param create_tables: Create the tables on first use if they are
         missing. Pass ``False`` when migrations own them (see
         :data:`metadata`).
@@ -496,8 +604,32 @@ class SQLStore:
         self._clock = clock
         self._postgresql = engine.dialect.name == "postgresql"
         self._password = engine.url.password
-        self._tables_ready = not create_tables
-        self._tables_lock = threading.Lock()
+        # Transactions use _transactions, single statements _single (the
+        # same pool). An engine the store created runs at READ COMMITTED
+        # already; one passed in gets it on each checkout, unless the
+        # first use finds its connections already there (MariaDB/MySQL
+        # only: on PostgreSQL setting it costs nothing).
+        self._transactions = engine
+        self._probe_isolation = False
+        if not self._owns_engine:
+            self._transactions = engine.execution_options(
+                isolation_level="READ COMMITTED"
+            )
+            self._probe_isolation = not self._postgresql
+        # A single statement is atomic by itself: on PostgreSQL, autocommit
+        # saves its BEGIN and COMMIT. PyMySQL would pay more round trips
+        # switching autocommit on and off than it saves.
+        self._single = self._transactions
+        if self._postgresql:
+            self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        # What each lease holder of this store knows of its record, by
+        # (webhook_id, token), oldest first.
+        self._known: collections.OrderedDict[tuple[str, str], _Known] = (
+            collections.OrderedDict()
+        )
+        self._known_lock = threading.Lock()
         # Starting at a random point keeps workers started together from
         # all cleaning up on their first claim.
         self._claims = itertools.count(random.randrange(1, self.cleanup_every + 1))
@@ -518,62 +650,126 @@ class SQLStore:
             f"SQL store {self.describe()}: {type(detail).__name__}: {text}"
         )
 
-    def _connect(self) -> sa.Connection:
-        conn = self.engine.connect()
-        if not self._owns_engine:
-            try:
-                conn.execution_options(isolation_level="READ COMMITTED")
-            except BaseException:
-                conn.close()
-                raise
-        return conn
-
-    def _ensure_tables(self) -> None:
-        if self._tables_ready:
+    def _ensure_ready(self) -> None:
+        """Create the tables if that is the store's job, and see whether
+        an engine passed in needs its isolation level set; once."""
+        if self._ready:
             return
-        with self._tables_lock:
-            if self._tables_ready:
+        with self._ready_lock:
+            if self._ready:
                 return
-            for attempt in itertools.count():
-                # A failure to connect is reported at once; one while
-                # creating is most likely another process creating the
-                # same tables, and the next check finds them.
-                try:
-                    conn = self.engine.connect()
-                except (sa.exc.SQLAlchemyError, OSError) as exc:
-                    raise self._error(exc) from exc
-                try:
-                    with conn, conn.begin():
-                        metadata.create_all(conn, checkfirst=True)
-                    break
-                except (sa.exc.SQLAlchemyError, OSError) as exc:
-                    if attempt >= _RETRIES:
-                        raise self._error(exc) from exc
-                time.sleep(random.uniform(0.05, 0.2))
-            self._tables_ready = True
+            if self.create_tables:
+                self._create_tables()
+            if self._probe_isolation:
+                self._check_isolation()
+            self._ready = True
 
-    def _run(self, work: Callable[[sa.Connection], _T]) -> _T:
-        """Run ``work`` in a transaction, again after a deadlock or a
-        serialization failure. ``work`` must only touch the database."""
-        self._ensure_tables()
+    def _create_tables(self) -> None:
         for attempt in itertools.count():
+            # A failure to connect is reported at once; one while creating
+            # is most likely another process creating the same tables, and
+            # the next check finds them.
             try:
-                with self._connect() as conn, conn.begin():
-                    return work(conn)
-            except sa.exc.DBAPIError as exc:
-                if attempt >= _RETRIES or not _is_conflict(exc):
-                    raise self._error(exc) from exc
+                conn = self.engine.connect()
             except (sa.exc.SQLAlchemyError, OSError) as exc:
                 raise self._error(exc) from exc
-            time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+            try:
+                with conn, conn.begin():
+                    metadata.create_all(conn, checkfirst=True)
+                return
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                if attempt >= _RETRIES:
+                    raise self._error(exc) from exc
+            time.sleep(random.uniform(0.05, 0.2))
+
+    def _check_isolation(self) -> None:
+        """Use a MariaDB/MySQL engine passed in as it is if its connections
+        run at ``READ COMMITTED`` outside autocommit; SQLAlchemy gives every
+        connection of an engine the same settings when it is checked out."""
+        try:
+            with self.engine.connect() as conn:
+                level = conn.get_isolation_level()
+                autocommit = conn.exec_driver_sql("SELECT @@autocommit").scalar()
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise self._error(exc) from exc
+        if level == "READ COMMITTED" and autocommit == 0:
+            self._transactions = self._single = self.engine
+
+    def _run(self, work: Callable[[sa.Connection], _T], *, single: bool = False) -> _T:
+        """Run ``work`` in a transaction, again after a deadlock or a
+        serialization failure, and once more if the connection turns out to
+        be closed. ``work`` must only touch the database.
+
+        :param single: ``work`` runs one statement, atomic by itself, in
+            autocommit where that saves round trips.
+        """
+        self._ensure_ready()
+        engine = self._single if single else self._transactions
+        conflicts = 0
+        reconnected = False
+        while True:
+            # A failure to connect is not run again: the pool had no
+            # connection to replace, and a server that is down or silent
+            # would only make the caller wait twice as long.
+            try:
+                conn = engine.connect()
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                raise self._error(exc) from exc
+            try:
+                with conn:
+                    with conn.begin():
+                        result = work(conn)
+                    if self._owns_engine:
+                        conn.info[_ENDED] = True
+                return result
+            except sa.exc.DBAPIError as exc:
+                # SQLAlchemy invalidates the connection, and every other
+                # connection of the pool opened before it; the next
+                # checkout connects again.
+                if exc.connection_invalidated and not reconnected:
+                    reconnected = True
+                    continue
+                if conflicts >= _RETRIES or not _is_conflict(exc):
+                    raise self._error(exc) from exc
+                conflicts += 1
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                raise self._error(exc) from exc
+            time.sleep(random.uniform(0.001, 0.02) * conflicts)
+
+    def _remember(self, webhook_id: str, token: str, known: _Known) -> None:
+        with self._known_lock:
+            self._known[webhook_id, token] = known
+            self._known.move_to_end((webhook_id, token))
+            while len(self._known) > _KNOWN_MAX:
+                self._known.popitem(last=False)
+
+    def _recall(self, webhook_id: str, token: str) -> _Known | None:
+        with self._known_lock:
+            return self._known.get((webhook_id, token))
+
+    def _forget(self, webhook_id: str, token: str) -> _Known | None:
+        with self._known_lock:
+            return self._known.pop((webhook_id, token), None)
+
+    def _update_known(
+        self, webhook_id: str, token: str, known: _Known, values: Mapping[str, t.Any]
+    ) -> bool:
+        """Write ``values`` in one statement if the lease is still
+        ``token``'s and nobody wrote since ``known``; return whether it
+        was written."""
+        params = {
+            **values,
+            "key_webhook_id": webhook_id,
+            "key_token": token,
+            "key_version": known.version,
+        }
+        return self._run(
+            lambda conn: conn.execute(_UPDATE_KNOWN, params).rowcount == 1,
+            single=True,
+        )
 
     def _lock(self, conn: sa.Connection, webhook_id: str) -> sa.Row[t.Any] | None:
-        row = conn.execute(
-            sa.select(deliveries)
-            .where(deliveries.c.webhook_id == webhook_id)
-            .with_for_update()
-        ).one_or_none()
+        row = conn.execute(_LOCK, {"key_webhook_id": webhook_id}).one_or_none()
         if row is not None and row.webhook_id != webhook_id:
             # MariaDB/MySQL ignore trailing spaces when comparing strings.
             raise StoreError(
@@ -581,6 +777,27 @@ class SQLStore:
                 " in the database"
             )
         return row
+
+    def _insert_new(self, values: Mapping[str, t.Any]) -> bool:
+        """Insert a row in one statement; return whether it was new."""
+        if self._postgresql:
+            return self._run(
+                lambda conn: conn.execute(_PG_INSERT_NEW, values).first() is not None,
+                single=True,
+            )
+
+        def work(conn: sa.Connection) -> bool:
+            try:
+                conn.execute(_INSERT, values)
+            except sa.exc.IntegrityError as exc:
+                if _mysql_code(exc) != _MYSQL_DUPLICATE:
+                    raise
+                # The failed statement is undone; committing releases the
+                # shared lock it took on the existing row.
+                return False
+            return True
+
+        return self._run(work, single=True)
 
     def _insert_if_absent(
         self, conn: sa.Connection, values: Mapping[str, t.Any]
@@ -605,11 +822,21 @@ class SQLStore:
     def _update(
         self, conn: sa.Connection, webhook_id: str, values: Mapping[str, t.Any]
     ) -> None:
-        conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.webhook_id == webhook_id)
-            .values(values)
-        )
+        conn.execute(_UPDATE, {**values, "key_webhook_id": webhook_id})
+
+    def _lock_or_insert(
+        self, conn: sa.Connection, webhook_id: str, values: Mapping[str, t.Any]
+    ) -> sa.Row[t.Any]:
+        """The locked row, inserted with ``values`` first if there is
+        none."""
+        row = self._lock(conn, webhook_id)
+        if row is not None:
+            return row
+        self._insert_if_absent(conn, values)
+        row = self._lock(conn, webhook_id)
+        if row is None:  # pragma: no cover - deleted between two statements
+            raise StoreError(f"delivery {webhook_id!r} vanished while being written")
+        return row
 
     def _lock_or_recreate(
         self,
@@ -625,11 +852,9 @@ class SQLStore:
         (pruned, or deleted by hand) so a result is never lost silently.
         A recreated row holds an expired lease with ``lease_token``, so the
         worker that had the lease can still finish it."""
-        row = self._lock(conn, webhook_id)
-        if row is not None:
-            return row
-        self._insert_if_absent(
+        return self._lock_or_insert(
             conn,
+            webhook_id,
             {
                 "webhook_id": webhook_id,
                 "event_type": "",
@@ -650,12 +875,9 @@ class SQLStore:
                 "receivers": "[]",
                 "history": "[]",
                 "expires_at": now + keep,
+                "version": 0,
             },
         )
-        row = self._lock(conn, webhook_id)
-        if row is None:  # pragma: no cover - deleted between two statements
-            raise StoreError(f"delivery {webhook_id!r} vanished while being written")
-        return row
 
     def _delete_some(
         self, conn: sa.Connection, condition: sa.ColumnElement[bool]
@@ -709,11 +931,6 @@ class SQLStore:
                 # another worker doing the same, and if the database is
                 # down the claim below says so.
                 pass
-        return self._run(lambda conn: self._claim(conn, delivery, lease, retention))
-
-    def _claim(
-        self, conn: sa.Connection, delivery: Delivery, lease: float, retention: float
-    ) -> Claim:
         now = self._clock()
         token = new_token()
         lease_until = now + lease
@@ -733,13 +950,41 @@ class SQLStore:
             "receivers": "[]",
             "history": "[]",
             "expires_at": max(now + retention, lease_until),
+            "version": 0,
         }
-        self._insert_if_absent(conn, fresh)
-        row = self._lock(conn, delivery.webhook_id)
-        if row is None:  # pragma: no cover - deleted between two statements
-            raise StoreError(f"delivery {delivery.webhook_id!r} vanished")
+        if self._insert_new(fresh):
+            known = _Known(0, (), (), fresh["expires_at"])
+            self._remember(delivery.webhook_id, token, known)
+            return Claim("acquired", token)
+        claim, known_or_none = self._run(
+            lambda conn: self._claim_existing(conn, delivery, fresh, lease, retention)
+        )
+        if known_or_none is not None:
+            self._remember(delivery.webhook_id, token, known_or_none)
+        return claim
+
+    def _claim_existing(
+        self,
+        conn: sa.Connection,
+        delivery: Delivery,
+        fresh: Mapping[str, t.Any],
+        lease: float,
+        retention: float,
+    ) -> tuple[Claim, _Known | None]:
+        """Claim a delivery whose row existed a moment ago, with the row
+        locked; inserted as ``fresh`` if it was deleted since."""
+        token: str = fresh["lease_token"]
+        row = self._lock_or_insert(conn, delivery.webhook_id, fresh)
         if row.lease_token == token:
-            return Claim("acquired", token)  # the row this call inserted
+            # This call's own row: inserted just now, or by a first run of
+            # this claim whose commit a dropped connection hid (a record
+            # that existed before then keeps its receivers' results, which
+            # say what to skip).
+            record = _to_record(row)
+            known = _Known(
+                row.version, record.receivers, record.history, row.expires_at
+            )
+            return Claim("acquired", token, record), known
 
         # Another worker's row. The clock is read again: waiting for its
         # lock may have taken a while, and the lease runs from now.
@@ -772,10 +1017,13 @@ class SQLStore:
                 expires_at=max(values["expires_at"], lease_until),
             )
             self._update(conn, delivery.webhook_id, values)
-            return Claim("acquired", token, record)
+            known = _Known(
+                row.version + 1, record.receivers, record.history, values["expires_at"]
+            )
+            return Claim("acquired", token, record), known
         values["history"] = history_to_json(add_history(record.history, entry))
         self._update(conn, delivery.webhook_id, values)
-        return answer
+        return answer, None
 
     def record(
         self, webhook_id: str, token: str, results: Sequence[ReceiverResult]
@@ -787,8 +1035,16 @@ class SQLStore:
         new = [_bounded(r) for r in results]
         if not new:
             return
+        known = self._recall(webhook_id, token) if token else None
+        if known is not None:
+            merged = merge_results(known.receivers, new)
+            values = {"receivers": results_to_json(merged)}
+            if self._update_known(webhook_id, token, known, values):
+                known = known._replace(version=known.version + 1, receivers=merged)
+                self._remember(webhook_id, token, known)
+                return
 
-        def work(conn: sa.Connection) -> None:
+        def work(conn: sa.Connection) -> _Known | None:
             now = self._clock()
             row = self._lock_or_recreate(
                 conn,
@@ -800,8 +1056,16 @@ class SQLStore:
             )
             merged = merge_results(results_from_json(row.receivers), new)
             self._update(conn, webhook_id, {"receivers": results_to_json(merged)})
+            if not token or row.lease_token != token:
+                return None
+            history = history_from_json(row.history)
+            return _Known(row.version + 1, merged, history, row.expires_at)
 
-        self._run(work)
+        known = self._run(work)
+        if known is None:
+            self._forget(webhook_id, token)
+        else:
+            self._remember(webhook_id, token, known)
 
     def finish(
         self,
@@ -820,6 +1084,23 @@ class SQLStore:
         if status not in DELIVERY_STATUSES:
             raise ValueError(f"not a delivery status: {status!r}")
         new = [_bounded(r) for r in results]
+
+        known = self._forget(webhook_id, token) if token else None
+        if known is not None:
+            now = self._clock()
+            entry = HistoryEntry(now, source, status, status_code)
+            values: dict[str, t.Any] = {
+                "receivers": results_to_json(merge_results(known.receivers, new)),
+                "status": status,
+                "lease_token": "",
+                "lease_until": 0.0,
+                "history": history_to_json(add_history(known.history, entry)),
+                "expires_at": max(known.expires_at, now + retention),
+            }
+            if status_code is not None:
+                values["status_code"] = status_code
+            if self._update_known(webhook_id, token, known, values):
+                return
 
         # A record recreated here holds a lease with this token, so it is
         # settled below even when the caller has no token.
@@ -934,7 +1215,7 @@ class SQLStore:
                 return None
             return _to_record(row)
 
-        return self._run(work)
+        return self._run(work, single=True)
 
     def list_deliveries(
         self,
@@ -1128,7 +1409,10 @@ class SQLStore:
         that is the store's job, and reads the deliveries table, so missing
         tables are reported too."""
         self._run(
-            lambda conn: conn.execute(sa.select(deliveries.c.webhook_id).limit(1)).all()
+            lambda conn: conn.execute(
+                sa.select(deliveries.c.webhook_id).limit(1)
+            ).all(),
+            single=True,
         )
 
     def describe(self) -> str:
