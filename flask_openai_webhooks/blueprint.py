@@ -23,6 +23,7 @@ import typing as t
 from flask import Blueprint
 from flask import current_app
 from flask import Flask
+from flask import Request
 from flask import request
 from flask import Response
 from flask.typing import ResponseReturnValue
@@ -182,24 +183,27 @@ def _warn_process_local(app: Flask, state: WebhookState) -> None:
 
 
 def _view() -> ResponseReturnValue:
+    # The objects behind the proxies, looked up once rather than on every
+    # attribute access.
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state: WebhookState = app.extensions[EXTENSION_KEY][request.blueprint]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    state: WebhookState = app.extensions[EXTENSION_KEY][req.blueprint]
     observer = state.observer
     if observer is None:
-        return _receive(app, state)
+        return _receive(app, req, state)
     with observer.watch() as watch:
-        return _receive(app, state, watch)
+        return _receive(app, req, state, watch)
 
 
 def _receive(
-    app: Flask, state: WebhookState, watch: Watch | None = None
+    app: Flask, req: Request, state: WebhookState, watch: Watch | None = None
 ) -> ResponseReturnValue:
     try:
         # One byte over the limit: Werkzeug truncates a chunked body at the
         # limit instead of failing, so only a longer read tells them apart.
-        request.max_content_length = state.max_body + 1
+        req.max_content_length = state.max_body + 1
         try:
-            body = request.get_data(cache=True)
+            body = req.get_data(cache=True)
         except RequestEntityTooLarge:
             body = None
         except Exception as e:
@@ -215,7 +219,7 @@ def _receive(
             ) from None
         if body is None or len(body) > state.max_body:
             raise BodyTooLarge(f"the body is larger than {state.max_body} bytes")
-        environ = request.environ
+        environ = req.environ
         verified = state.verifier.verify(
             body,
             environ.get("HTTP_WEBHOOK_ID"),

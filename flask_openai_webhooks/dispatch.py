@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import functools
 import inspect
+import itertools
 import logging
 import time
 import typing as t
@@ -127,11 +129,135 @@ def receiver_key(signal: NamedSignal, receiver: Receiver) -> str:
     return f"{signal.name}:{module}.{name}"
 
 
+#: The signals of each known event type, in the order they are sent.
+_SIGNALS: dict[str, tuple[NamedSignal, ...]] = {
+    event_type: (signal, webhook_received)
+    for event_type, signal in EVENT_SIGNALS.items()
+}
+_RECEIVED_ONLY: tuple[NamedSignal, ...] = (webhook_received,)
+
+
 def signals_for(event_type: str) -> list[NamedSignal]:
     """The signals a delivery of ``event_type`` is sent to, in order: its
     per-type signal (none for unknown types), then :data:`webhook_received`."""
-    signal = EVENT_SIGNALS.get(event_type)
-    return [webhook_received] if signal is None else [signal, webhook_received]
+    return list(_SIGNALS.get(event_type, _RECEIVED_ONLY))
+
+
+def _build(
+    signals: c.Iterable[NamedSignal], sender: t.Any
+) -> list[tuple[str, Receiver, bool]]:
+    found: list[tuple[str, Receiver, bool]] = []
+    seen: dict[str, int] = {}
+    for signal in signals:
+        if signal.is_muted or not signal.receivers:
+            continue
+        for fn in signal.receivers_for(sender):
+            key, is_async = _receiver_info(signal, fn)
+            count = seen.get(key, 0) + 1
+            seen[key] = count
+            found.append((key if count == 1 else f"{key}#{count}", fn, is_async))
+    return found
+
+
+# The receivers of a delivery are the same from one delivery to the next
+# until a receiver connects or disconnects, so they are found once per
+# (signals, sender) and kept until then, rather than rebuilt from blinker
+# for every delivery. Two documented hooks say when:
+#
+# - blinker sends ``receiver_connected`` after every ``connect`` and
+#   ``receiver_disconnected`` after every explicit ``disconnect`` (also
+#   what ``connected_to`` does on exit): each moves ``_generation`` on,
+#   which makes every kept list stale;
+# - a weakly connected receiver that is garbage collected is dropped by
+#   blinker without a signal (blinker documents this), so the kept list
+#   holds each receiver through a weak reference: a dead one means the
+#   list is rebuilt (blinker then forgets the receiver, and the ``#N``
+#   keys of the others are computed again). A weak reference also keeps
+#   the cache from keeping alive a receiver that blinker would let go.
+#
+# A list is found afresh, and not kept, when a signal is muted, is not one
+# of the package's event signals (whose connections are not watched), or
+# the sender cannot be weakly referenced. Lists are kept by the sender's
+# identity, as blinker tells senders apart, and go with the sender.
+_generation_counter = itertools.count(1)
+_generation = 0
+# The generation a list was built in, and for each receiver its key, a
+# callable returning it (a weak reference or, for a receiver that cannot be
+# weakly referenced and so can only be connected strongly, a function
+# returning it) and whether it is async.
+_Kept = tuple[int, tuple[tuple[str, c.Callable[[], t.Any], bool], ...]]
+# By id(sender): a weak reference to the sender, and its lists by signals.
+_kept: dict[int, tuple[weakref.ref[t.Any], dict[tuple[NamedSignal, ...], _Kept]]] = {}
+_WATCHED: frozenset[NamedSignal] = frozenset(
+    (*EVENT_SIGNALS.values(), webhook_received)
+)
+
+
+def _connections_changed(signal: t.Any, **kwargs: t.Any) -> None:
+    global _generation
+    # next() on a count is atomic in CPython: concurrent changes each get
+    # a new number; a list is kept with the generation read *before* it
+    # was built, so a change made meanwhile makes it stale, never current.
+    _generation = next(_generation_counter)
+
+
+for _signal in _WATCHED:
+    _signal.receiver_connected.connect(_connections_changed, weak=False)
+    _signal.receiver_disconnected.connect(_connections_changed, weak=False)
+
+
+def _weak(fn: Receiver) -> c.Callable[[], t.Any]:
+    try:
+        if inspect.ismethod(fn):
+            return weakref.WeakMethod(fn)
+        return weakref.ref(fn)
+    except TypeError:
+        # blinker can only connect such a receiver strongly, and drops it
+        # only on an explicit disconnect, which the generation sees.
+        return lambda: fn
+
+
+def _forget(ref: weakref.ref[t.Any], sender_id: int) -> None:
+    """A sender was collected: drop its lists (unless its id was reused)."""
+    kept = _kept.get(sender_id)
+    if kept is not None and kept[0] is ref:
+        _kept.pop(sender_id, None)
+
+
+def _receivers(
+    signals: tuple[NamedSignal, ...], sender: t.Any
+) -> list[tuple[str, Receiver, bool]]:
+    """:func:`receivers_of`, from the kept list while it is current."""
+    generation = _generation
+    for signal in signals:
+        if signal.is_muted or signal not in _WATCHED:
+            return _build(signals, sender)
+    sender_id = id(sender)
+    by_sender = _kept.get(sender_id)
+    if by_sender is not None and by_sender[0]() is sender:
+        kept = by_sender[1].get(signals)
+        if kept is not None and kept[0] == generation:
+            alive: list[tuple[str, Receiver, bool]] = []
+            for key, ref, is_async in kept[1]:
+                fn = ref()
+                if fn is None:
+                    break
+                alive.append((key, fn, is_async))
+            else:
+                return alive
+    found = _build(signals, sender)
+    if by_sender is None or by_sender[0]() is not sender:
+        forget = functools.partial(_forget, sender_id=sender_id)
+        try:
+            sender_ref = weakref.ref(sender, forget)
+        except TypeError:  # a sender that cannot be weakly referenced
+            return found
+        by_sender = _kept[sender_id] = (sender_ref, {})
+    by_sender[1][signals] = (
+        generation,
+        tuple((key, _weak(fn), is_async) for key, fn, is_async in found),
+    )
+    return found
 
 
 def receivers_of(
@@ -144,18 +270,11 @@ def receivers_of(
     Two receivers with the same name (say, closures made in a loop) get
     ``#2``, ``#3`` suffixes in connection order, which is the same in every
     process that connects them the same way.
+
+    The list is found once per signals and sender, and found again after
+    any receiver connects, disconnects or is garbage collected.
     """
-    found: list[tuple[str, Receiver, bool]] = []
-    seen: dict[str, int] = {}
-    for signal in signals:
-        if signal.is_muted or not signal.receivers:
-            continue
-        for fn in signal.receivers_for(sender):
-            key, is_async = _receiver_info(signal, fn)
-            count = seen.get(key, 0) + 1
-            seen[key] = count
-            found.append((key if count == 1 else f"{key}#{count}", fn, is_async))
-    return found
+    return _receivers(tuple(signals), sender)
 
 
 def has_any_receiver(sender: t.Any) -> bool:
@@ -209,7 +328,8 @@ def dispatch(
         once the delivery is settled, in ``process``).
     """
     result = DispatchResult()
-    for key, fn, is_async in receivers_of(signals_for(event.type), sender):
+    signals = _SIGNALS.get(event.type, _RECEIVED_ONLY)
+    for key, fn, is_async in _receivers(signals, sender):
         result.connected += 1
         if key in skip or (only is not None and key != only):
             continue
@@ -257,7 +377,9 @@ def _run(
         returned = (wrap(fn) if is_async else fn)(
             sender, event=event, webhook_id=webhook_id, blueprint=blueprint
         )
-        if inspect.isawaitable(returned):
+        # Most receivers return None: no need to ask whether it is
+        # awaitable (an ABC check) then.
+        if returned is not None and inspect.isawaitable(returned):
             # An async callable that is not an ``async def`` function
             # (a class with ``async def __call__``, a decorated
             # coroutine): run what it returned, or it never runs.

@@ -70,6 +70,9 @@ class Outcome:
         return OUTCOME_STATUS[self.name]
 
 
+#: The receivers to skip when none is: a first attempt, or a forced replay.
+_NOTHING: frozenset[str] = frozenset()
+
 #: The event types :mod:`~flask_openai_webhooks.reconcile` can send: the
 #: terminal states of what the API lists (batches, fine-tuning jobs) or
 #: retrieves (responses registered with ``expect_response``).
@@ -201,16 +204,17 @@ def _process(
     if claim.status == "in_flight":
         return Outcome("in_flight", retry_after=math.ceil(state.lease))
 
-    replay = delivery.source == "replay"
-    if force:
-        skip: frozenset[str] = frozenset()
+    previous = claim.record
+    if force or previous is None:
+        skip = _NOTHING
     else:
-        skip = claim.keys_with(REPLAY_SKIPS if replay else SETTLED_OUTCOMES)
+        replay = delivery.source == "replay"
+        skip = previous.keys_with(REPLAY_SKIPS if replay else SETTLED_OUTCOMES)
     attempt = Attempt(
         store,
         webhook_id,
         claim.token,
-        previous=claim.record,
+        previous=previous,
         source=delivery.source,
         retention=state.retention,
     )
@@ -240,7 +244,7 @@ def _process(
             elapsed,
             state.lease,
         )
-    outcome = _settle(sender, state, event, result, attempt, claim.record is None)
+    outcome = _settle(sender, state, event, result, attempt)
     try:
         # Only a delivery was answered over HTTP; for a replay or a
         # reconciliation the store keeps the code last answered to OpenAI.
@@ -294,10 +298,10 @@ def _settle(
     event: WebhookEvent,
     result: DispatchResult,
     attempt: Attempt,
-    first: bool,
 ) -> Outcome:
     """Choose the delivery's status and outcome from its receivers'."""
     results = tuple(attempt.results)
+    previous = attempt.previous
     if result.connected == 0:
         if not has_any_receiver(sender):
             logger.warning(
@@ -309,19 +313,23 @@ def _settle(
                 event.type,
             )
             return Outcome("unhandled", "unhandled", results=results)
-        if first:
+        if previous is None:
             logger.info(
                 "webhook-id %s: no receiver for %s", attempt.webhook_id, event.type
             )
         return Outcome("processed", "processed", results=results)
-    retryable = result.retryable
-    if retryable and state.on_error == "retry":
-        after = result.retry_after
-        if after is not None:
-            return Outcome("retry_later", "failed", after, results)
-        return Outcome("receiver_failed", "failed", results=results)
-    earlier = attempt.previous.receivers if attempt.previous is not None else ()
-    status = derive_status(merge_results(earlier, results))
+    if result.failures and state.on_error == "retry":
+        retryable = result.retryable
+        if retryable:
+            after = result.retry_after
+            if after is not None:
+                return Outcome("retry_later", "failed", after, results)
+            return Outcome("receiver_failed", "failed", results=results)
+    if previous is None:
+        # A first attempt: its results are the whole record.
+        status = derive_status(results)
+    else:
+        status = derive_status(merge_results(previous.receivers, results))
     if status == "failed":
         # A failure acknowledged anyway (on_error="ack"), or one a targeted
         # replay did not re-run: OpenAI stops, and the log keeps it for a

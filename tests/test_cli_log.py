@@ -126,7 +126,8 @@ def test_fix_then_replay_runs_only_the_receiver_that_gave_up(
     assert again.exit_code == 0, again.output
     assert (
         again.stdout
-        == "wh_fix: processed; nothing to run (every receiver had succeeded; --force runs them all again)\n"
+        == "wh_fix: processed; nothing to run (every receiver had succeeded;"
+        " --force runs them all again)\n"
     )
     assert counted_again == counted
 
@@ -418,7 +419,8 @@ def test_replay_unknown_delivery_is_an_error(webhook_app: Flask) -> None:
     # The other delivery is still replayed; nothing of it needed to run.
     assert (
         result.stdout
-        == "wh_known: processed; nothing to run (every receiver had succeeded; --force runs them all again)\n"
+        == "wh_known: processed; nothing to run (every receiver had succeeded;"
+        " --force runs them all again)\n"
     )
     assert calls.count == {"known": 1}
 

@@ -4,10 +4,12 @@ how receivers are called: keys, order, arguments, failures."""
 from __future__ import annotations
 
 import collections.abc as c
+import gc
 import json
 import logging
 import pathlib
 import typing as t
+import weakref
 
 import pytest
 from flask import Flask
@@ -661,3 +663,177 @@ def test_per_type_receivers_run_before_the_catch_all(
     ):
         assert SignedDelivery(client).send().status_code == 200
     assert order == ["batch.completed", "webhook-received"]
+
+
+# --------------------------------------------------------------------------
+# The receiver lists kept between deliveries
+# --------------------------------------------------------------------------
+
+
+def memory_app(apps: list[Flask]) -> Flask:
+    app = make_app("memory")
+    apps.append(app)
+    return app
+
+
+def keys_of(app: Flask, event_type: str = "batch.completed") -> list[str]:
+    return [key for key, _, _ in receivers_of(signals_for(event_type), app)]
+
+
+def test_connect_and_disconnect_between_deliveries_are_seen(
+    apps: list[Flask],
+) -> None:
+    """The receivers are found once and kept, but a receiver connected or
+    disconnected between two deliveries, with or without
+    ``connected_to``, runs from the next delivery on, or no longer."""
+    app = memory_app(apps)
+    client = app.test_client()
+    first, second = Counter(), Counter()
+    with signals.batch_completed.connected_to(first, app):
+        assert SignedDelivery(client).send().status_code == 200
+        signals.batch_completed.connect(second, sender=app, weak=False)
+        try:
+            assert SignedDelivery(client).send().status_code == 200
+            assert (first.calls, second.calls) == (2, 1)
+            assert len(keys_of(app)) == 2
+        finally:
+            signals.batch_completed.disconnect(second)
+        assert SignedDelivery(client).send().status_code == 200
+        assert (first.calls, second.calls) == (3, 1)
+    assert keys_of(app) == []
+    # None connected at all now: logged as unhandled.
+    assert SignedDelivery(client).send().json == {"status": "unhandled"}
+    assert (first.calls, second.calls) == (3, 1)
+
+
+def test_a_receiver_connected_to_the_catch_all_or_any_app_is_seen(
+    apps: list[Flask],
+) -> None:
+    """Connections to ``webhook_received`` and for any sender change what
+    is kept for every app."""
+    app = memory_app(apps)
+    client = app.test_client()
+    per_type, catch_all = Counter(), Counter()
+    with signals.batch_completed.connected_to(per_type, app):
+        SignedDelivery(client).send()
+        with signals.webhook_received.connected_to(catch_all):
+            SignedDelivery(client).send()
+        SignedDelivery(client).send()
+    assert (per_type.calls, catch_all.calls) == (3, 1)
+
+
+def test_a_weak_receiver_that_dies_stops_receiving_and_keys_follow(
+    apps: list[Flask],
+) -> None:
+    """blinker drops a collected weak receiver without telling anyone: the
+    kept list notices, and the same-named receiver after it is keyed as
+    it would be had the first never been connected."""
+    app = memory_app(apps)
+    client = app.test_client()
+    calls: list[int] = []
+
+    def make(n: int) -> t.Callable[..., None]:
+        def same_name(sender: Flask, **extra: object) -> None:
+            calls.append(n)
+
+        return same_name
+
+    doomed, survivor = make(1), make(2)
+    signals.batch_completed.connect(doomed, sender=app)  # weakly
+    signals.batch_completed.connect(survivor, sender=app, weak=False)
+    try:
+        base = receiver_key(signals.batch_completed, survivor)
+        assert keys_of(app) == [base, f"{base}#2"]
+        assert SignedDelivery(client).send().status_code == 200
+        assert calls == [1, 2]
+        gone = weakref.ref(doomed)
+        del doomed
+        gc.collect()
+        # The kept list held it weakly: it is collected.
+        assert gone() is None
+        assert keys_of(app) == [base]
+        delivery = SignedDelivery(client)
+        assert delivery.send().status_code == 200
+        assert calls == [1, 2, 2]
+        record = get_state(app).store.get(delivery.webhook_id)
+        assert record is not None
+        assert [r.key for r in record.receivers] == [base]
+    finally:
+        signals.batch_completed.disconnect(survivor)
+
+
+def test_kept_lists_keep_no_receiver_or_app_alive() -> None:
+    """Weakly connected receivers, and apps, are collected as they are
+    without the kept lists."""
+
+    def create() -> tuple[weakref.ref[Flask], weakref.ref[t.Any]]:
+        app = make_app("memory")
+        counter = Counter()
+        signals.batch_completed.connect(counter, sender=app)  # weakly
+        assert SignedDelivery(app.test_client()).send().status_code == 200
+        assert counter.calls == 1
+        assert len(keys_of(app)) == 1
+        return weakref.ref(app), weakref.ref(counter)
+
+    app, counter = create()
+    gc.collect()
+    assert app() is None
+    assert counter() is None
+
+
+def test_a_reconnected_receiver_moves_to_the_end_of_a_kept_list(
+    apps: list[Flask],
+) -> None:
+    app = memory_app(apps)
+    client = app.test_client()
+    ran: list[str] = []
+
+    def first(sender: Flask, **extra: object) -> None:
+        ran.append("first")
+
+    def second(sender: Flask, **extra: object) -> None:
+        ran.append("second")
+
+    signals.batch_completed.connect(first, sender=app)
+    signals.batch_completed.connect(second, sender=app)
+    try:
+        SignedDelivery(client).send()
+        signals.batch_completed.disconnect(first)
+        signals.batch_completed.connect(first, sender=app)
+        SignedDelivery(client).send()
+    finally:
+        signals.batch_completed.disconnect(first)
+        signals.batch_completed.disconnect(second)
+    assert ran == ["first", "second", "second", "first"]
+
+
+def test_muting_and_unmuting_between_deliveries(apps: list[Flask]) -> None:
+    app = memory_app(apps)
+    client = app.test_client()
+    counter = Counter()
+    with signals.batch_completed.connected_to(counter, app):
+        SignedDelivery(client).send()
+        with signals.batch_completed.muted():
+            assert keys_of(app) == []
+            SignedDelivery(client).send()
+        SignedDelivery(client).send()
+    assert counter.calls == 2
+
+
+def test_lists_of_other_signals_and_senders_are_not_kept_stale() -> None:
+    """``receivers_of`` is public: with a signal whose connections are not
+    watched (``webhook_failed``), or a sender that cannot be weakly
+    referenced, the list is found afresh each time."""
+    app = Flask(__name__)
+    counter = Counter()
+    assert receivers_of([signals.webhook_failed], app) == []
+    with signals.webhook_failed.connected_to(counter, app):
+        assert [fn for _, fn, _ in receivers_of([signals.webhook_failed], app)] == [
+            counter
+        ]
+    assert receivers_of([signals.webhook_failed], app) == []
+    assert receivers_of([signals.batch_completed], "a sender") == []
+    with signals.batch_completed.connected_to(counter, "a sender"):
+        found = receivers_of([signals.batch_completed], "a sender")
+        assert [fn for _, fn, _ in found] == [counter]
+    assert receivers_of([signals.batch_completed], "a sender") == []

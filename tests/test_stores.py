@@ -746,6 +746,33 @@ def test_tasks_settle_the_delivery(store: DeliveryStore, clock: Clock) -> None:
     assert store.claim_task(wid, "t2", lease=LEASE) == Claim("done")
 
 
+def test_a_task_settled_under_a_retrys_lease_is_not_undone(
+    store: DeliveryStore, clock: Clock
+) -> None:
+    """A retry from OpenAI holds the delivery's lease, sees the task still
+    queued and runs nothing, while a worker settles the task: the retry's
+    finish with "processing" (its stale view) leaves the status the task
+    earned, here and in the timeline."""
+    d = delivery(clock)
+    queue_tasks(store, d, "t")
+    retry = store.claim(d, lease=LEASE, retention=LONG)
+    assert retry.status == "acquired"  # "processing" is claimable
+    task = store.claim_task(d.webhook_id, "t", lease=LEASE)
+    store.finish_task(d.webhook_id, task.token, result("t"), retention=LONG)
+    store.finish(
+        d.webhook_id,
+        retry.token,
+        (),
+        status="processing",
+        status_code=200,
+        source="delivery",
+        retention=LONG,
+    )
+    record = get(store, d.webhook_id)
+    assert record.status == "processed"
+    assert record.history[-1].result == "processed"
+
+
 def test_task_that_gives_up(store: DeliveryStore, clock: Clock) -> None:
     d = delivery(clock)
     queue_tasks(store, d, "t")

@@ -217,7 +217,8 @@ def test_common_path_is_one_transaction_each(store: SQLiteStore) -> None:
     assert (begin, commit) == ("BEGIN IMMEDIATE", "COMMIT")
     assert insert.startswith("INSERT INTO OPENAI_WEBHOOK_DELIVERIES")
 
-    # Its finish by the lease holder: read, write, under one write lock.
+    # Its finish by the lease holder, on the record as the claim left it:
+    # one update, which needs no read.
     store.finish(
         "wh_1",
         claim.token,
@@ -227,10 +228,116 @@ def test_common_path_is_one_transaction_each(store: SQLiteStore) -> None:
         source="delivery",
         retention=LONG,
     )
-    begin, select, update, commit = log.take()
+    begin, update, commit = log.take()
     assert (begin, commit) == ("BEGIN IMMEDIATE", "COMMIT")
+    assert update.startswith("UPDATE OPENAI_WEBHOOK_DELIVERIES")
+
+
+def test_finish_of_a_retry_reads_then_writes_in_one_transaction(
+    store: SQLiteStore,
+) -> None:
+    """A record with results already (a retry's) does not match the
+    one-statement finish of a first attempt: it is read, merged and written
+    under the same write lock."""
+    first = store.claim(delivery("wh_1"), lease=LONG, retention=LONG)
+    failed = ReceiverResult("a", "failed", at=T0, error_type="ValueError")
+    store.finish(
+        "wh_1",
+        first.token,
+        [failed, ok("b")],
+        status="failed",
+        status_code=500,
+        source="delivery",
+        retention=LONG,
+    )
+    retry = store.claim(delivery("wh_1"), lease=LONG, retention=LONG)
+    assert retry.status == "acquired"
+    log = StatementLog(store)
+    store.finish(
+        "wh_1",
+        retry.token,
+        [ok("a")],
+        status="processed",
+        status_code=200,
+        source="delivery",
+        retention=LONG,
+    )
+    begin, first_only, select, update, commit = log.take()
+    assert (begin, commit) == ("BEGIN IMMEDIATE", "COMMIT")
+    assert first_only.startswith("UPDATE OPENAI_WEBHOOK_DELIVERIES")
     assert select.startswith("SELECT ")
     assert update.startswith("UPDATE OPENAI_WEBHOOK_DELIVERIES")
+    record = store.get("wh_1")
+    assert record is not None
+    assert record.status == "processed"
+    assert [(r.key, r.outcome) for r in record.receivers] == [("a", "ok"), ("b", "ok")]
+    assert [(h.result, h.status_code) for h in record.history] == [
+        ("failed", 500),
+        ("processed", 200),
+    ]
+
+
+@pytest.mark.parametrize("same_token", [True, False])
+def test_one_statement_finish_writes_what_the_general_one_does(
+    path: pathlib.Path, same_token: bool
+) -> None:
+    """The finish of a first attempt, in one statement, leaves the record
+    exactly as reading, merging and writing it does: here the general path
+    is taken by a second store whose record had a result recorded first
+    (by ``record``, which the one-statement finish does not match), and
+    both are compared but for that result."""
+    clock = FakeClock()
+    fast = SQLiteStore(path, clock=clock)
+    general = SQLiteStore(path.with_name("general.db"), clock=clock)
+    try:
+        claims = [
+            s.claim(delivery("wh_1"), lease=LONG, retention=LONG)
+            for s in (fast, general)
+        ]
+        general.record("wh_1", claims[1].token, [ReceiverResult("z", "ok", at=T0)])
+        clock.advance(3.0)
+        results = [ok("a"), ReceiverResult("b", "queued", at=T0), ok("a")]
+        for s, claim in zip((fast, general), claims, strict=True):
+            s.finish(
+                "wh_1",
+                claim.token if same_token else "another worker's token",
+                results,
+                status="processing",
+                status_code=200,
+                source="delivery",
+                retention=LONG * 2,
+            )
+        a, b = fast.get("wh_1"), general.get("wh_1")
+        assert a is not None and b is not None
+        assert b.receivers[0].key == "z"
+        assert a.receivers == b.receivers[1:]
+        assert (a.status, a.status_code, a.history) == (
+            b.status,
+            b.status_code,
+            b.history,
+        )
+        rows = []
+        for db in (path, path.with_name("general.db")):
+            with connect(db) as conn:
+                rows.append(
+                    conn.execute(
+                        "SELECT status, status_code, lease_until, expires_at,"
+                        " history, task_leases, lease_token"
+                        " FROM openai_webhook_deliveries"
+                    ).fetchone()
+                )
+        assert rows[0][:-1] == rows[1][:-1]
+        if same_token:
+            assert rows[0][2:4] == (0.0, T0 + 3.0 + LONG * 2)
+            assert rows[0][-1] == rows[1][-1] == ""
+        else:
+            # Another worker's lease: only the results are merged.
+            assert rows[0][0] == "processing"
+            assert rows[0][2:4] == (T0 + LONG, T0 + LONG)
+            assert [row[-1] for row in rows] == [c.token for c in claims]
+    finally:
+        fast.close()
+        general.close()
 
 
 # --------------------------------------------------------------------------

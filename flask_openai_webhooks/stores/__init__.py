@@ -373,7 +373,11 @@ class DeliveryStore(t.Protocol):
     ) -> None:
         """End an attempt, atomically: merge ``results`` (always, as in
         :meth:`record`); if ``token`` is still the lease token, set
-        ``status`` and ``status_code`` (``None``, for an attempt that
+        ``status`` (``processing``, the caller's view while tasks are queued,
+        is derived again with :func:`derive_status` from the merged
+        receivers when there are any, since a worker may have settled a
+        task meanwhile) and
+        ``status_code`` (``None``, for an attempt that
         answered no request, leaves the last code answered), release the
         lease, append a history entry (with ``status_code`` as given) and
         keep the record ``retention`` seconds. If the token does
@@ -496,8 +500,13 @@ def merge_results(
     return tuple(merged.values())
 
 
+#: One compact encoder for every record written: ``json.dumps`` builds a
+#: new one per call when given ``separators``.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def results_to_json(results: Iterable[ReceiverResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], separators=(",", ":"))
+    return _encode([r.to_dict() for r in results])
 
 
 def results_from_json(text: str | bytes | None) -> tuple[ReceiverResult, ...]:
@@ -510,7 +519,7 @@ def results_from_json(text: str | bytes | None) -> tuple[ReceiverResult, ...]:
 
 
 def history_to_json(history: Iterable[HistoryEntry]) -> str:
-    return json.dumps([h.to_dict() for h in history], separators=(",", ":"))
+    return _encode([h.to_dict() for h in history])
 
 
 def history_from_json(text: str | bytes | None) -> tuple[HistoryEntry, ...]:

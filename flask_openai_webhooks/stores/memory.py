@@ -223,9 +223,12 @@ class MemoryStore:
         return oldest_id
 
     def _add(self, entry: _Entry, now: float) -> None:
+        """Add a new record, at the end of the eviction order."""
         while len(self._entries) >= self.max_entries:
             self._remove(self._victim(now))
-        self._written(entry)
+        self._entries[entry.webhook_id] = entry
+        if entry.status in DONE_STATUSES:
+            self._settled[entry.webhook_id] = None
 
     def _recreate(
         self,
@@ -262,13 +265,16 @@ class MemoryStore:
         """See :meth:`.DeliveryStore.claim`."""
         check_durations(lease, retention)
         body = bytes(delivery.body)
+        webhook_id = delivery.webhook_id
         with self._lock:
             now = self._clock()
-            entry = self._entries.get(delivery.webhook_id)
+            entry = self._entries.get(webhook_id)
             if entry is None:
-                before = None
+                # New: logged and leased in one write. No record before it.
+                token = new_token()
+                lease_until = now + lease
                 entry = _Entry(
-                    webhook_id=delivery.webhook_id,
+                    webhook_id=webhook_id,
                     event_type=delivery.event_type,
                     event_id=delivery.event_id,
                     object_id=delivery.object_id,
@@ -280,20 +286,22 @@ class MemoryStore:
                     status="processing",
                     status_code=None,
                     source=delivery.source,
-                    expires_at=now + retention,
+                    expires_at=max(now + retention, lease_until),
+                    token=token,
+                    lease_until=lease_until,
                 )
                 self._add(entry, now)
-            else:
-                before = entry.snapshot()
-                entry.attempts += 1
-                entry.last_received_at = delivery.received_at
-                entry.keep(now + retention)
-                if entry.status in DONE_STATUSES and delivery.source != "replay":
-                    self._note(entry, delivery, "duplicate", 200)
-                    return Claim("done")
-                if entry.leased(now):
-                    self._note(entry, delivery, "in_flight", 409)
-                    return Claim("in_flight")
+                return Claim("acquired", token)
+            before = entry.snapshot()
+            entry.attempts += 1
+            entry.last_received_at = delivery.received_at
+            entry.keep(now + retention)
+            if entry.status in DONE_STATUSES and delivery.source != "replay":
+                self._note(entry, delivery, "duplicate", 200)
+                return Claim("done")
+            if entry.leased(now):
+                self._note(entry, delivery, "in_flight", 409)
+                return Claim("in_flight")
             entry.token = new_token()
             entry.lease_until = now + lease
             entry.status = "processing"
@@ -362,6 +370,10 @@ class MemoryStore:
                 owner = bool(token) and token == entry.token
             entry.merge(results)
             if owner:
+                if status == "processing" and entry.receivers:
+                    # Tasks still queued by the caller's view: a worker may
+                    # have settled them meanwhile.
+                    status = derive_status(entry.receivers.values())
                 entry.status = status
                 if status_code is not None:
                     entry.status_code = status_code

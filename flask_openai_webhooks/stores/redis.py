@@ -213,8 +213,26 @@ return 1
 # KEYS: record, index. ARGV: now, token, status, status code ("" for
 # none), history entry, ttl ms, number of results, then result key/JSON
 # pairs, then the field/value pairs of a recreated record.
+# The same rule as stores.derive_status, for a delivery with at least one
+# result; tests compare the two over every combination of outcomes.
+_LUA_DERIVE = """
+local function derive_status(outcomes)
+    if outcomes['failed'] or outcomes['retry_later'] then
+        return 'failed'
+    end
+    if outcomes['queued'] then
+        return 'processing'
+    end
+    if outcomes['gave_up'] then
+        return 'gave_up'
+    end
+    return 'processed'
+end
+"""
+
 _LUA_FINISH = (
     _LUA_PRELUDE
+    + _LUA_DERIVE
     + """
 local last = 8 + 2 * tonumber(ARGV[7]) - 1
 local owner
@@ -229,11 +247,29 @@ merge(8, last)
 if not owner then
     return 0
 end
-redis.call('HSET', key, 'status', ARGV[3], 'token', '', 'lease', '0')
+local status = ARGV[3]
+local entry = ARGV[5]
+if status == 'processing' then
+    -- Tasks still queued by the caller's view: a worker may have settled
+    -- them meanwhile.
+    local outcomes = {}
+    for _, k in ipairs(cjson.decode(redis.call('HGET', key, 'rkeys') or '[]')) do
+        local result = redis.call('HGET', key, 'r:' .. k)
+        if result then
+            outcomes[cjson.decode(result).outcome] = true
+        end
+    end
+    if next(outcomes) ~= nil then
+        status = derive_status(outcomes)
+        entry = string.gsub(entry, '"result":"processing"',
+            '"result":"' .. status .. '"', 1)
+    end
+end
+redis.call('HSET', key, 'status', status, 'token', '', 'lease', '0')
 if ARGV[4] ~= '' then
     redis.call('HSET', key, 'code', ARGV[4])
 end
-add_history(ARGV[5])
+add_history(entry)
 keep(tonumber(ARGV[6]))
 return 1
 """
@@ -260,23 +296,6 @@ keep(tonumber(ARGV[5]))
 return {'acquired', before}
 """
 )
-
-# The same rule as stores.derive_status, for a delivery with at least one
-# result; tests compare the two over every combination of outcomes.
-_LUA_DERIVE = """
-local function derive_status(outcomes)
-    if outcomes['failed'] or outcomes['retry_later'] then
-        return 'failed'
-    end
-    if outcomes['queued'] then
-        return 'processing'
-    end
-    if outcomes['gave_up'] then
-        return 'gave_up'
-    end
-    return 'processed'
-end
-"""
 
 # KEYS: record, index. ARGV: now, token, result key, result JSON, ttl ms,
 # then the field/value pairs of a recreated record.

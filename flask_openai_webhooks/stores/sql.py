@@ -1088,10 +1088,16 @@ class SQLStore:
         known = self._forget(webhook_id, token) if token else None
         if known is not None:
             now = self._clock()
-            entry = HistoryEntry(now, source, status, status_code)
+            merged = merge_results(known.receivers, new)
+            # "processing": tasks still queued by the caller's view; the
+            # version check below proves nobody settled one meanwhile.
+            settled = (
+                derive_status(merged) if status == "processing" and merged else status
+            )
+            entry = HistoryEntry(now, source, settled, status_code)
             values: dict[str, t.Any] = {
-                "receivers": results_to_json(merge_results(known.receivers, new)),
-                "status": status,
+                "receivers": results_to_json(merged),
+                "status": settled,
                 "lease_token": "",
                 "lease_until": 0.0,
                 "history": history_to_json(add_history(known.history, entry)),
@@ -1119,12 +1125,19 @@ class SQLStore:
             merged = merge_results(results_from_json(row.receivers), new)
             values: dict[str, t.Any] = {"receivers": results_to_json(merged)}
             if row.lease_token == holder:
-                entry = HistoryEntry(now, source, status, status_code)
+                # "processing": tasks still queued by the caller's view; a
+                # worker may have settled them meanwhile.
+                settled = (
+                    derive_status(merged)
+                    if status == "processing" and merged
+                    else status
+                )
+                entry = HistoryEntry(now, source, settled, status_code)
                 history = add_history(history_from_json(row.history), entry)
                 if status_code is not None:
                     values["status_code"] = status_code
                 values.update(
-                    status=status,
+                    status=settled,
                     lease_token="",
                     lease_until=0.0,
                     history=history_to_json(history),

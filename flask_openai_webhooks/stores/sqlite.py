@@ -6,7 +6,10 @@ Every call that writes is one ``BEGIN IMMEDIATE`` transaction.
 so two processes can never both see a delivery as free and both take its
 lease: the second one waits (up to ``timeout``) and then sees the first
 one's lease. The receivers, the history and the task leases are JSON
-columns, read, changed and written back under that lock.
+columns, read, changed and written back under that lock. A delivery's
+common path takes one statement in each transaction: the insert that finds
+it new, and the update that finishes a first attempt (whose record holds
+nothing yet that the finish would have to read).
 """
 
 from __future__ import annotations
@@ -140,6 +143,27 @@ _UPDATE = (
     f"UPDATE {_DELIVERIES} SET last_received_at = ?, attempts = ?, status = ?,"
     " status_code = ?, lease_token = ?, lease_until = ?, expires_at = ?,"
     " task_leases = ?, receivers = ?, history = ? WHERE webhook_id = ?"
+)
+
+# The JSON columns of a record with no task lease, result or history, as
+# json.dumps writes them.
+_NO_TASKS = "{}"
+_NO_RESULTS = "[]"
+_NO_HISTORY = "[]"
+
+# The finish of a first attempt by its lease holder, the common case: the
+# record is still as the claim that created it left it (no result, no
+# history, no task lease written since), so what the finish writes is
+# known without reading it. Any other record (a retry's, one with results
+# written between receivers, a lease taken over, a corrupt one) matches
+# nothing here and is read, merged and written in the same transaction.
+_FINISH_FIRST = (
+    f"UPDATE {_DELIVERIES} SET status = ?, status_code = coalesce(?, status_code),"
+    " lease_token = '', lease_until = 0.0, expires_at = max(expires_at, ?),"
+    " receivers = ?, history = ?"
+    " WHERE webhook_id = ? AND lease_token = ? AND expires_at > ?"
+    f" AND status = 'processing' AND task_leases = '{_NO_TASKS}'"
+    f" AND receivers = '{_NO_RESULTS}' AND history = '{_NO_HISTORY}'"
 )
 
 _TYPE_MATCH = "openai_webhooks_type_match"
@@ -334,6 +358,17 @@ class _Row:
     def task_leased(self, now: float) -> bool:
         return any(until > now for _, until in self.task_leases.values())
 
+    def json_columns(self) -> tuple[str, str, str]:
+        """``task_leases``, ``receivers`` and ``history`` as stored. A new
+        record's are empty: their text is known without encoding."""
+        return (
+            json.dumps(self.task_leases, separators=(",", ":"))
+            if self.task_leases
+            else _NO_TASKS,
+            results_to_json(self.receivers) if self.receivers else _NO_RESULTS,
+            history_to_json(self.history) if self.history else _NO_HISTORY,
+        )
+
     def update_values(self) -> tuple[t.Any, ...]:
         """The parameters of :data:`_UPDATE`."""
         return (
@@ -344,9 +379,7 @@ class _Row:
             self.lease_token,
             self.lease_until,
             self.expires_at,
-            json.dumps(self.task_leases, separators=(",", ":")),
-            results_to_json(self.receivers),
-            history_to_json(self.history),
+            *self.json_columns(),
             self.webhook_id,
         )
 
@@ -367,11 +400,52 @@ class _Row:
             self.lease_token,
             self.lease_until,
             self.expires_at,
-            json.dumps(self.task_leases, separators=(",", ":")),
-            results_to_json(self.receivers),
-            history_to_json(self.history),
+            *self.json_columns(),
             body,
         )
+
+
+class _Write:
+    """What :meth:`SQLiteStore._write` returns: a class rather than a
+    generator-based context manager, since every delivery enters two."""
+
+    __slots__ = ("_store", "_conn")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        try:
+            conn = store._connect()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            store._drop_connection()
+            raise store._error(exc) from exc
+        self._conn = conn
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: object,
+    ) -> None:
+        conn = self._conn
+        if exc is None:
+            try:
+                conn.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                exc = error
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            store = self._store
+            store._drop_connection()
+            raise store._error(exc) from exc
+        # Any other exception goes on as it is.
 
 
 class SQLiteStore:
@@ -577,21 +651,11 @@ class SQLiteStore:
             self._drop_connection()
             raise self._error(exc) from exc
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _Write:
         """One ``BEGIN IMMEDIATE`` transaction, committed if the block
-        returns, rolled back if it raises."""
-        with self._errors():
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+        returns, rolled back if it raises; SQLite's errors are turned into
+        :class:`StoreError` as by :meth:`_errors`."""
+        return _Write(self)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -724,8 +788,23 @@ class SQLiteStore:
         A record that is gone is recreated with the results, the status and
         no body."""
         check_durations(None, retention)
+        # One result per key, as merging them into the record leaves them:
+        # the one-statement finish writes the list as it is.
+        results = merge_results((), map(_bounded, results))
         with self._write() as conn:
             now = self._clock()
+            if token and self._finish_first(
+                conn,
+                webhook_id,
+                token,
+                results,
+                status,
+                status_code,
+                source,
+                now + retention,
+                now,
+            ):
+                return
             row = self._load(conn, webhook_id, now)
             gone = row is None
             if row is None:
@@ -736,8 +815,12 @@ class SQLiteStore:
                 owner = True
             else:
                 owner = bool(token) and row.lease_token == token
-            row.receivers = merge_results(row.receivers, map(_bounded, results))
+            row.receivers = merge_results(row.receivers, results)
             if owner:
+                if status == "processing" and row.receivers:
+                    # Tasks still queued by the caller's view: a worker may
+                    # have settled them meanwhile.
+                    status = derive_status(row.receivers)
                 row.status = status
                 if status_code is not None:
                     row.status_code = status_code
@@ -751,6 +834,36 @@ class SQLiteStore:
                 conn.execute(_REPLACE, row.insert_values(b""))
             else:
                 conn.execute(_UPDATE, row.update_values())
+
+    @staticmethod
+    def _finish_first(
+        conn: sqlite3.Connection,
+        webhook_id: str,
+        token: str,
+        results: tuple[ReceiverResult, ...],
+        status: DeliveryStatus,
+        status_code: int | None,
+        source: Source,
+        keep_until: float,
+        now: float,
+    ) -> bool:
+        """Finish a record still as its claim created it, in one statement
+        (see :data:`_FINISH_FIRST`); ``False`` if it is not."""
+        history = history_to_json((HistoryEntry(now, source, status, status_code),))
+        cursor = conn.execute(
+            _FINISH_FIRST,
+            (
+                status,
+                status_code,
+                keep_until,
+                results_to_json(results) if results else _NO_RESULTS,
+                history,
+                webhook_id,
+                token,
+                now,
+            ),
+        )
+        return cursor.rowcount == 1
 
     def claim_task(self, webhook_id: str, key: str, *, lease: float) -> Claim:
         """See
