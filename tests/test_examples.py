@@ -239,3 +239,29 @@ def test_example_task_fetches_the_batch_and_imports_its_results(
         ("c", False),
     ]
     assert rows[2]["error"] == "batch_expired"
+
+
+def test_make_celery_builds_the_worker_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``celery -A examples.make_celery worker`` imports this module: it
+    builds the Flask app and exposes its Celery app, with the app's
+    delivery log, as Flask's Celery page does."""
+    import importlib
+    import sys
+
+    from celery import Celery
+
+    monkeypatch.setenv("FLASK_OPENAI_WEBHOOK_STORE", f"sqlite:///{tmp_path}/w.db")
+    monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delitem(sys.modules, "examples.make_celery", raising=False)
+    module = importlib.import_module("examples.make_celery")
+    try:
+        assert isinstance(module.celery_app, Celery)
+        assert module.flask_app.extensions["celery"] is module.celery_app
+        store = get_state(module.flask_app).store
+        assert isinstance(store, SQLiteStore)
+        assert store.path == f"{tmp_path}/w.db"
+    finally:
+        get_state(module.flask_app).store.close()  # type: ignore[attr-defined]
+        sys.modules.pop("examples.make_celery", None)
