@@ -139,14 +139,10 @@ def make_blueprint(
         # The registered name, as Flask builds endpoints
         # (BlueprintSetupState.add_url_rule): nesting and name= included.
         registered = f"{setup_state.name_prefix}.{setup_state.name}".lstrip(".")
-        found = app.extensions.setdefault(EXTENSION_KEY, {})
-        if registered in found:
-            raise RuntimeError(
-                f"an OpenAI webhook blueprint named {registered!r} is already"
-                " registered on this app; pass name=... to register another"
-            )
+        # Flask itself refuses a second registration under the same name
+        # (ValueError), so each registered name has one state.
         state = resolve(app, registered, f"{registered}.receive", overrides)
-        found[registered] = state
+        app.extensions.setdefault(EXTENSION_KEY, {})[registered] = state
         csrf = app.extensions.get("csrf")
         if csrf is not None:
             # Flask-WTF would reject every delivery: OpenAI sends no token.

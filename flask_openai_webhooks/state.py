@@ -81,8 +81,9 @@ class WebhookState:
     #: ``OPENAI_WEBHOOK_METRICS`` and ``OPENAI_WEBHOOK_TRACING`` are off,
     #: which the delivery path checks once per step.
     observer: Observer | None = None
-    #: Counts refusals since the last warning about them; see
-    #: :meth:`warn_rejections`.
+    #: Refusals by reason since the last warning about them, and when that
+    #: warning was logged (monotonic); kept by the blueprint, which rate-limits
+    #: the warning.
     _refused: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
     _warned_at: float = dataclasses.field(default=-math.inf, repr=False)
     #: When this process last found no reconciliation marker in the store

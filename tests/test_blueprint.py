@@ -828,3 +828,16 @@ def test_a_refusal_is_still_answered_when_the_store_is_down(
     assert response.json["error"] == "missing_header"
     assert "could not count a refused delivery" in caplog.text
     assert captured.names == ["webhook-rejected"]
+
+
+def test_one_name_one_state_flask_refuses_a_second_registration() -> None:
+    """The registered name keys the state; Flask refuses a second
+    registration under the same name, so a state is never replaced."""
+    app = Flask(__name__)
+    app.config.update(TESTING=True, OPENAI_WEBHOOK_SECRET=SECRET)
+    bp = make_blueprint()
+    app.register_blueprint(bp)
+    first = get_state(app)
+    with pytest.raises(ValueError, match="already registered"):
+        app.register_blueprint(bp, url_prefix="/again")
+    assert get_state(app) is first
